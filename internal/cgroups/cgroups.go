@@ -1,0 +1,133 @@
+// Package cgroups places a container's processes in control groups, applies the OCI
+// spec's linux.resources to them, and reads their statistics. cgroup v1, v2 and the hybrid
+// layout (v1 controllers plus a v2 "unified" mount) sit behind one Manager interface.
+package cgroups
+
+import (
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Layout is how the host mounts its cgroup hierarchies.
+type Layout int
+
+const (
+	// Legacy: only cgroup v1 hierarchies.
+	Legacy Layout = iota + 1
+	// Hybrid: v1 controllers plus a cgroup2 mount at /sys/fs/cgroup/unified.
+	Hybrid
+	// Unified: one cgroup2 hierarchy at /sys/fs/cgroup.
+	Unified
+)
+
+func (l Layout) String() string {
+	switch l {
+	case Legacy:
+		return "cgroup v1"
+	case Hybrid:
+		return "cgroup v1+v2 hybrid"
+	case Unified:
+		return "cgroup v2"
+	}
+	return "unknown cgroup layout"
+}
+
+// Config says where a container's cgroup goes and what limits it gets.
+type Config struct {
+	// ID is the container id; the default path is /berth/<ID>.
+	ID string
+	// Path is linux.cgroupsPath: absolute from each hierarchy's root, or relative to the
+	// runtime's own cgroup. Empty means the default.
+	Path string
+	// Resources is linux.resources; nil means no limits.
+	Resources *specs.LinuxResources
+}
+
+// Manager is one container's cgroup in every hierarchy of the host.
+type Manager interface {
+	// Create makes the directories in every hierarchy and applies the resources. It may be
+	// called again on a partly made cgroup.
+	Create() error
+	// AddProc moves pid into the cgroup in every hierarchy.
+	AddProc(pid int) error
+	// CgroupFD opens the v2 directory for clone3(CLONE_INTO_CGROUP). ok is false where the
+	// layout has no v2 directory that holds the container's controllers (v1, hybrid).
+	CgroupFD() (fd int, ok bool, err error)
+	// Update applies new resources to a live cgroup.
+	Update(r *specs.LinuxResources) error
+	// Pids lists every process in the cgroup (and its descendants).
+	Pids() ([]int, error)
+	// Freeze stops every process in the cgroup and returns once they are frozen.
+	Freeze() error
+	// Thaw resumes a frozen cgroup.
+	Thaw() error
+	// Frozen tells whether the cgroup is frozen.
+	Frozen() (bool, error)
+	// Stats reads cpu, memory, pids and blkio statistics.
+	Stats() (*Stats, error)
+	// Destroy kills the processes still in the cgroup and removes its directories in every
+	// hierarchy, retrying while the processes exit. Removing a cgroup that is gone is no error.
+	Destroy() error
+	// Paths maps each hierarchy (v1 subsystem name, or "" for v2) to the absolute directory.
+	Paths() map[string]string
+	// Layout is the host layout this manager works on.
+	Layout() Layout
+}
+
+// Stats are a cgroup's counters, shaped like runc's `events --stats` output.
+type Stats struct {
+	CPU    CPUStats    `json:"cpu"`
+	Memory MemoryStats `json:"memory"`
+	Pids   PidsStats   `json:"pids"`
+	Blkio  BlkioStats  `json:"blkio"`
+}
+
+// CPUStats are in nanoseconds, with throttling counters from cpu.stat.
+type CPUStats struct {
+	Usage struct {
+		Total  uint64 `json:"total"`
+		Kernel uint64 `json:"kernel"`
+		User   uint64 `json:"user"`
+	} `json:"usage"`
+	Throttling struct {
+		Periods          uint64 `json:"periods,omitempty"`
+		ThrottledPeriods uint64 `json:"throttledPeriods,omitempty"`
+		ThrottledTime    uint64 `json:"throttledTime,omitempty"`
+	} `json:"throttling"`
+}
+
+// MemoryEntry is one memory counter with its limit and high-water mark, in bytes.
+type MemoryEntry struct {
+	Limit   uint64 `json:"limit"`
+	Usage   uint64 `json:"usage,omitempty"`
+	Max     uint64 `json:"max,omitempty"`
+	Failcnt uint64 `json:"failcnt"`
+}
+
+// MemoryStats are in bytes; Raw holds memory.stat as the kernel prints it.
+type MemoryStats struct {
+	Cache    uint64            `json:"cache,omitempty"`
+	Usage    MemoryEntry       `json:"usage"`
+	Swap     MemoryEntry       `json:"swap"`
+	OOMKills uint64            `json:"oomKills"`
+	Raw      map[string]uint64 `json:"raw,omitempty"`
+}
+
+// PidsStats is the number of tasks and the limit (0 for no limit).
+type PidsStats struct {
+	Current uint64 `json:"current"`
+	Limit   uint64 `json:"limit,omitempty"`
+}
+
+// BlkioEntry is one per-device counter.
+type BlkioEntry struct {
+	Major uint64 `json:"major,omitempty"`
+	Minor uint64 `json:"minor,omitempty"`
+	Op    string `json:"op,omitempty"`
+	Value uint64 `json:"value,omitempty"`
+}
+
+// BlkioStats holds the service bytes and operation counters per device.
+type BlkioStats struct {
+	IoServiceBytesRecursive []BlkioEntry `json:"ioServiceBytesRecursive,omitempty"`
+	IoServicedRecursive     []BlkioEntry `json:"ioServicedRecursive,omitempty"`
+}

@@ -9,10 +9,10 @@ import (
 
 // mountOptions is an OCI mount's options split into what mount(2) takes.
 type mountOptions struct {
-	flags       uintptr  // MS_* flags to set
-	clear       uintptr  // flags an option asked to clear ("rw", "suid", ...)
+	flags       uintptr   // MS_* flags to set
+	clear       uintptr   // flags an option asked to clear ("rw", "suid", ...)
 	propagation []uintptr // MS_SHARED, MS_SLAVE, ... applied one by one after the mount
-	data        []string // filesystem-specific options (size=, mode=, ...)
+	data        []string  // filesystem-specific options (size=, mode=, ...)
 	bind        bool
 	recursive   bool
 }

@@ -4,8 +4,16 @@
 package cgroups
 
 import (
+	"context"
+	"errors"
+	"syscall"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
+
+// ErrUnsupported is wrapped by every error about a resource field, or an operation, that
+// the host's cgroup layout cannot honour; the message names the field and the layout.
+var ErrUnsupported = errors.New("not supported on this cgroup layout")
 
 // Layout is how the host mounts its cgroup hierarchies.
 type Layout int
@@ -71,6 +79,18 @@ type Manager interface {
 	Paths() map[string]string
 	// Layout is the host layout this manager works on.
 	Layout() Layout
+
+	// Kill sends sig to every process in the cgroup and its descendants. SIGKILL uses
+	// cgroup.kill where the kernel has it (v2, Linux 5.14+); other signals go pid by pid.
+	Kill(sig syscall.Signal) error
+	// OOMKillCount is the number of processes the kernel's OOM killer killed in the cgroup
+	// (memory.oom_control's oom_kill on v1, memory.events' oom_kill on v2).
+	OOMKillCount() (uint64, error)
+	// OOMEvents delivers one value per out-of-memory event the kernel reports for the
+	// cgroup (v1: the memory.oom_control eventfd; v2: a rise of memory.events' oom or
+	// oom_kill). Events that arrive while the receiver lags are coalesced. The channel is
+	// closed when ctx is done or the cgroup is removed.
+	OOMEvents(ctx context.Context) (<-chan struct{}, error)
 }
 
 // Stats are a cgroup's counters, shaped like runc's `events --stats` output.
@@ -103,7 +123,11 @@ type MemoryEntry struct {
 	Failcnt uint64 `json:"failcnt"`
 }
 
-// MemoryStats are in bytes; Raw holds memory.stat as the kernel prints it.
+// MemoryStats are in bytes; Raw holds memory.stat as the kernel prints it. Swap is memory
+// plus swap on every layout, as v1's memsw counters are (on v2 it is memory.current plus
+// memory.swap.current, and memory.max plus memory.swap.max), so that one number means one
+// thing. A limit of math.MaxUint64 means no limit; Max is zero where the kernel has no
+// high-water mark (v2 before Linux 5.19).
 type MemoryStats struct {
 	Cache    uint64            `json:"cache,omitempty"`
 	Usage    MemoryEntry       `json:"usage"`

@@ -1,0 +1,488 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// v1Dir is the container's directory in one v1 hierarchy.
+type v1Dir struct {
+	dir, mnt    string
+	controllers []string
+}
+
+type manager struct {
+	layout Layout
+	paths  map[string]string
+	v1     []v1Dir
+	// v2dir is the directory on the cgroup2 mount ("" on Legacy); v2mnt is that mount.
+	v2dir, v2mnt string
+	res          *specs.LinuxResources
+}
+
+// v2Controllers are the cgroup2 controllers a container may use, in the order the kernel
+// lists them.
+var v2Controllers = []string{"cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"}
+
+// New works out where cfg's cgroup goes in every hierarchy of the host and checks that
+// cfg.Resources can be applied there. It touches nothing; Create makes the directories.
+func New(cfg Config) (Manager, error) {
+	mt, err := readMounts()
+	if err != nil {
+		return nil, err
+	}
+	spec, err := parseCgroupPath(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// The runtime's own cgroups are needed for a relative path, and to refuse a path that
+	// would put the container over (or in) the runtime: Destroy would kill the runtime.
+	own, err := ownCgroups()
+	if err != nil {
+		return nil, err
+	}
+	m := &manager{layout: mt.layout, paths: map[string]string{}, res: cfg.Resources}
+	resolve := func(h *hierarchy, key string) (string, error) {
+		o, ok := own[key]
+		if !ok {
+			if spec.rel != "" {
+				return "", fmt.Errorf("cgroups: /proc/self/cgroup has no entry for the %s hierarchy mounted at %s", hierName(key), h.mountpoint)
+			}
+			o = "/"
+		}
+		o, err := h.mountRelative(o)
+		if err != nil {
+			if spec.rel != "" {
+				return "", err
+			}
+			o = ""
+		}
+		cg, err := spec.resolve(o)
+		if err != nil {
+			return "", err
+		}
+		if o != "" && (o == cg || strings.HasPrefix(o, cg+"/")) {
+			return "", fmt.Errorf("cgroups: linux.cgroupsPath %q resolves to %s in the %s hierarchy, which holds the runtime itself (its cgroup there is %s)", cfg.Path, cg, hierName(key), o)
+		}
+		return path.Join(h.mountpoint, cg), nil
+	}
+	for i := range mt.v1 {
+		h := &mt.v1[i]
+		dir, err := resolve(h, h.controllers[0])
+		if err != nil {
+			return nil, err
+		}
+		m.v1 = append(m.v1, v1Dir{dir: dir, mnt: h.mountpoint, controllers: h.controllers})
+		for _, c := range h.controllers {
+			m.paths[c] = dir
+		}
+	}
+	if mt.v2 != nil {
+		dir, err := resolve(mt.v2, "")
+		if err != nil {
+			return nil, err
+		}
+		m.v2dir, m.v2mnt = dir, mt.v2.mountpoint
+		m.paths[""] = dir
+	}
+	if _, err := m.plan(cfg.Resources, false); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func hierName(key string) string {
+	if key == "" {
+		return "cgroup2"
+	}
+	return key
+}
+
+// Load rebuilds the manager of an existing cgroup from the map its Paths returned, so that
+// another process (delete, pause, update, events) can work on it. Each path must lie inside
+// the matching hierarchy mounted on this host; the directories need not exist any more.
+func Load(paths map[string]string) (Manager, error) {
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("cgroups: load: no cgroup paths given")
+	}
+	mt, err := readMounts()
+	if err != nil {
+		return nil, err
+	}
+	m := &manager{layout: mt.layout, paths: map[string]string{}}
+	keys := make([]string, 0, len(paths))
+	for k := range paths {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	inside := func(dir, mnt string) bool { return strings.HasPrefix(dir, mnt+"/") }
+	v1dirs := map[string]bool{}
+	for _, k := range keys {
+		dir := paths[k]
+		if !path.IsAbs(dir) || path.Clean(dir) != dir {
+			return nil, fmt.Errorf("cgroups: load: %s path %q is not an absolute clean path", hierName(k), dir)
+		}
+		if k == "" {
+			if mt.v2 == nil || !inside(dir, mt.v2.mountpoint) {
+				return nil, fmt.Errorf("cgroups: load: %s is not inside a cgroup2 mount of this host (%s)", dir, mt.layout)
+			}
+			m.v2dir, m.v2mnt = dir, mt.v2.mountpoint
+			m.paths[k] = dir
+			continue
+		}
+		h := mt.v1Hierarchy(k)
+		if h == nil || !inside(dir, h.mountpoint) {
+			return nil, fmt.Errorf("cgroups: load: %s is not inside a mounted v1 %s hierarchy (%s)", dir, k, mt.layout)
+		}
+		m.paths[k] = dir
+		v1dirs[dir] = true
+	}
+	for _, h := range mt.v1 {
+		dir, ok := m.paths[h.controllers[0]]
+		if ok && v1dirs[dir] {
+			m.v1 = append(m.v1, v1Dir{dir: dir, mnt: h.mountpoint, controllers: h.controllers})
+			delete(v1dirs, dir)
+		}
+	}
+	switch {
+	case mt.layout == Unified && len(m.v1) > 0:
+		return nil, fmt.Errorf("cgroups: load: v1 paths given on a %s host", mt.layout)
+	case mt.layout != Unified && len(m.v1) == 0:
+		return nil, fmt.Errorf("cgroups: load: no v1 path given on a %s host", mt.layout)
+	case mt.layout == Legacy && m.v2dir != "":
+		return nil, fmt.Errorf("cgroups: load: a cgroup2 path given on a %s host", mt.layout)
+	}
+	return m, nil
+}
+
+func (m *manager) Layout() Layout { return m.layout }
+
+func (m *manager) Paths() map[string]string {
+	out := make(map[string]string, len(m.paths))
+	for k, v := range m.paths {
+		out[k] = v
+	}
+	return out
+}
+
+func (m *manager) Create() error {
+	p, err := m.plan(m.res, false)
+	if err != nil {
+		return err
+	}
+	var created []string
+	ok := false
+	defer func() {
+		if !ok {
+			for i := len(created) - 1; i >= 0; i-- {
+				_ = unix.Rmdir(created[i])
+			}
+		}
+	}()
+	for _, d := range m.v1 {
+		cpuset := false
+		for _, c := range d.controllers {
+			cpuset = cpuset || c == "cpuset"
+		}
+		if err := mkdirs(d.mnt, d.dir, cpuset, &created); err != nil {
+			return err
+		}
+	}
+	if m.v2dir != "" {
+		var want []string
+		if m.layout == Unified {
+			want = v2Controllers
+		}
+		if err := m.makeV2(want, p.v2ctrls, &created); err != nil {
+			return err
+		}
+	}
+	if err := m.apply(p, false); err != nil {
+		return err
+	}
+	ok = true
+	return nil
+}
+
+// mkdirs makes dir and its missing parents below the mount. v1 cpuset directories start
+// with empty cpuset.cpus and cpuset.mems, and a process cannot join such a cgroup, so each
+// level copies its parent's values when empty.
+func mkdirs(mnt, dir string, cpuset bool, created *[]string) error {
+	rel := strings.TrimPrefix(dir, mnt)
+	cur := mnt
+	for _, c := range strings.Split(rel, "/") {
+		if c == "" {
+			continue
+		}
+		parent := cur
+		cur += "/" + c
+		if err := os.Mkdir(cur, 0o755); err == nil {
+			*created = append(*created, cur)
+		} else if !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("cgroups: %w", err)
+		}
+		if cpuset {
+			if err := cpusetInherit(parent, cur); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func cpusetInherit(parent, dir string) error {
+	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+		cur, err := readFile(dir, f)
+		if err != nil {
+			return fmt.Errorf("cgroups: %w", err)
+		}
+		if strings.TrimSpace(cur) != "" {
+			continue
+		}
+		pv, err := readFile(parent, f)
+		if err != nil {
+			return fmt.Errorf("cgroups: %w", err)
+		}
+		if err := writeFile(dir, f, strings.TrimSpace(pv)); err != nil {
+			return fmt.Errorf("cgroups: copy %s from the parent cgroup (v1 leaves it empty): %w", f, err)
+		}
+	}
+	return nil
+}
+
+// makeV2 makes the v2 directory level by level, enabling in each parent's
+// cgroup.subtree_control the controllers in want (best effort: those the parent offers)
+// and in need (an error if one cannot be had).
+func (m *manager) makeV2(want, need []string, created *[]string) error {
+	rel := strings.TrimPrefix(m.v2dir, m.v2mnt)
+	cur := m.v2mnt
+	for _, c := range strings.Split(rel, "/") {
+		if c == "" {
+			continue
+		}
+		if err := m.enableControllers(cur, want, need); err != nil {
+			return err
+		}
+		cur += "/" + c
+		if err := os.Mkdir(cur, 0o755); err == nil {
+			*created = append(*created, cur)
+		} else if !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("cgroups: %w", err)
+		}
+	}
+	return nil
+}
+
+func (m *manager) enableControllers(dir string, want, need []string) error {
+	if len(want) == 0 && len(need) == 0 {
+		return nil
+	}
+	availS, err := readFile(dir, "cgroup.controllers")
+	if err != nil {
+		return fmt.Errorf("cgroups: %w", err)
+	}
+	enabledS, err := readFile(dir, "cgroup.subtree_control")
+	if err != nil {
+		return fmt.Errorf("cgroups: %w", err)
+	}
+	avail := strings.Fields(availS)
+	enabled := strings.Fields(enabledS)
+	has := func(list []string, c string) bool {
+		for _, x := range list {
+			if x == c {
+				return true
+			}
+		}
+		return false
+	}
+	var add []string
+	for _, c := range need {
+		if !has(avail, c) {
+			return fmt.Errorf("cgroups: the %s controller is not available in %s/cgroup.controllers (%s): %w", c, dir, m.layout, ErrUnsupported)
+		}
+		if !has(enabled, c) && !has(add, c) {
+			add = append(add, c)
+		}
+	}
+	for _, c := range want {
+		if has(avail, c) && !has(enabled, c) && !has(add, c) {
+			add = append(add, c)
+		}
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	if writeFile(dir, "cgroup.subtree_control", "+"+strings.Join(add, " +")) == nil {
+		return nil
+	}
+	// One refused controller fails the whole write; retry one by one so that the rest
+	// still get enabled, and fail only for those the resources need.
+	for _, c := range add {
+		if err := writeFile(dir, "cgroup.subtree_control", "+"+c); err != nil && has(need, c) {
+			hint := ""
+			if errors.Is(err, unix.EBUSY) {
+				hint = " (the cgroup holds processes, and cgroup v2 puts controllers only on cgroups without them)"
+			}
+			return fmt.Errorf("cgroups: enable the %s controller: %w%s", c, err, hint)
+		}
+	}
+	return nil
+}
+
+func (m *manager) AddProc(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("cgroups: add process: invalid pid %d", pid)
+	}
+	s := strconv.Itoa(pid)
+	for _, d := range m.allDirs() {
+		if err := writeFile(d, "cgroup.procs", s); err != nil {
+			if errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("cgroups: add process %d to %s: no such process", pid, d)
+			}
+			return fmt.Errorf("cgroups: add process %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
+func (m *manager) allDirs() []string {
+	dirs := make([]string, 0, len(m.v1)+1)
+	for _, d := range m.v1 {
+		dirs = append(dirs, d.dir)
+	}
+	if m.v2dir != "" {
+		dirs = append(dirs, m.v2dir)
+	}
+	return dirs
+}
+
+func (m *manager) CgroupFD() (int, bool, error) {
+	if m.layout != Unified {
+		return -1, false, nil
+	}
+	fd, err := openRetry(m.v2dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return -1, false, fmt.Errorf("cgroups: open %s for CLONE_INTO_CGROUP: %w", m.v2dir, err)
+	}
+	return fd, true, nil
+}
+
+// procsDir is the directory whose tree lists the container's processes: the v2 one where
+// it holds them (Unified), else the first of the v1 hierarchies every runtime joins.
+func (m *manager) procsDir() string {
+	if m.layout == Unified {
+		return m.v2dir
+	}
+	for _, c := range []string{"pids", "freezer", "memory", "cpu", "devices"} {
+		if d, ok := m.paths[c]; ok {
+			return d
+		}
+	}
+	return m.v1[0].dir
+}
+
+func (m *manager) Pids() ([]int, error) {
+	dir := m.procsDir()
+	if !exists(dir) {
+		return nil, fmt.Errorf("cgroups: list processes: %s: %w", dir, os.ErrNotExist)
+	}
+	return walkProcs(dir)
+}
+
+func (m *manager) Kill(sig syscall.Signal) error {
+	if sig == unix.SIGKILL && m.v2dir != "" && exists(m.v2dir+"/cgroup.kill") {
+		// cgroup.kill reaches every process, including those forked while it runs.
+		if err := writeFile(m.v2dir, "cgroup.kill", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("cgroups: kill: %w", err)
+		}
+		return nil
+	}
+	if sig == unix.SIGKILL {
+		return m.killFrozen()
+	}
+	return m.signalAll(sig)
+}
+
+func (m *manager) signalAll(sig syscall.Signal) error {
+	pids, err := m.Pids()
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("cgroups: kill(%d, %s): %w", pid, sig, err)
+		}
+	}
+	return nil
+}
+
+// killFrozen SIGKILLs every process with the cgroup frozen, so that nothing forks between
+// reading the list and the signals landing; a frozen process dies once thawed.
+func (m *manager) killFrozen() error {
+	froze := m.freezeDir() != "" && m.Freeze() == nil
+	err := m.signalAll(unix.SIGKILL)
+	if froze {
+		if terr := m.Thaw(); err == nil {
+			err = terr
+		}
+	}
+	return err
+}
+
+// rmdirTimeout bounds how long Destroy waits for killed processes to leave.
+const rmdirTimeout = 5 * time.Second
+
+func (m *manager) Destroy() error {
+	if exists(m.procsDir()) || (m.v2dir != "" && exists(m.v2dir)) {
+		if err := m.Kill(unix.SIGKILL); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	deadline := time.Now().Add(rmdirTimeout)
+	var errs []error
+	for _, d := range m.allDirs() {
+		for _, sub := range subdirsBottomUp(d) {
+			if err := rmdirWait(sub, deadline); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rmdirWait removes one cgroup directory, waiting while its processes exit: a killed
+// process leaves its cgroup only when it has finished exiting. Stragglers are killed again
+// (a process that was being moved in while the kill ran escapes it).
+func rmdirWait(dir string, deadline time.Time) error {
+	delay := 200 * time.Microsecond
+	for {
+		err := unix.Rmdir(dir)
+		if err == nil || err == unix.ENOENT {
+			return nil
+		}
+		if err != unix.EBUSY {
+			return fmt.Errorf("cgroups: rmdir %s: %w", dir, err)
+		}
+		pids, _ := readProcs(dir)
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cgroups: rmdir %s: %w: processes %v still in it after %s", dir, err, pids, rmdirTimeout)
+		}
+		for _, pid := range pids {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+		time.Sleep(delay)
+		if delay < 20*time.Millisecond {
+			delay *= 2
+		}
+	}
+}

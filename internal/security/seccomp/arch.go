@@ -1,5 +1,7 @@
 package seccomp
 
+//go:generate go run ./internal/mksysnum -o zsysnum_linux.go
+
 import (
 	"runtime"
 	"sort"

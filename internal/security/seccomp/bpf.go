@@ -49,13 +49,6 @@ func (a *assembler) newLabel() label {
 // bind places l at the next instruction emitted.
 func (a *assembler) bind(l label) { a.labels[l] = len(a.prog) }
 
-// here returns a label bound at the next instruction emitted.
-func (a *assembler) here() label {
-	l := a.newLabel()
-	a.bind(l)
-	return l
-}
-
 func (a *assembler) emit(i insn) { a.prog = append(a.prog, i) }
 
 func (a *assembler) ld(off uint32) {
@@ -74,10 +67,6 @@ func (a *assembler) ret(k uint32) {
 // instruction", the common fall-through case.
 func (a *assembler) jump(code uint16, k uint32, jt, jf label) {
 	a.emit(insn{code: code, k: k, jt: jt, jf: jf, to: noLabel})
-}
-
-func (a *assembler) ja(to label) {
-	a.emit(insn{code: bpfJa, to: to, jt: noLabel, jf: noLabel})
 }
 
 func isCond(code uint16) bool {

@@ -342,3 +342,24 @@ func BenchmarkCompileDefault(b *testing.B) {
 		}
 	}
 }
+
+// TestDefaultProfilePathLength measures how many BPF instructions a syscall
+// runs through under the default profile: the interval tree keeps it near
+// log2 of the interval count instead of the allow list's length.
+func TestDefaultProfilePathLength(t *testing.T) {
+	f := mustCompile(t, DefaultProfile())
+	maxSteps, total, n := 0, 0, 0
+	for _, e := range sysX86_64 {
+		_, steps, err := interpretSteps(f.Instructions(), seccompData{nr: e.nr, arch: auditArchX86_64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += steps
+		n++
+		maxSteps = max(maxSteps, steps)
+	}
+	t.Logf("x86_64 syscalls: %d BPF instructions run on average, %d at most (program %d)", total/n, maxSteps, len(f.Instructions()))
+	if maxSteps > 40 {
+		t.Fatalf("a syscall runs %d instructions; the search tree should keep it under 40", maxSteps)
+	}
+}

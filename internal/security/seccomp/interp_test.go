@@ -30,26 +30,33 @@ func (d seccompData) bytes() []byte {
 // interpret runs a program the way the kernel's classic BPF does, checking
 // everything the kernel's verifier would reject.
 func interpret(prog []unix.SockFilter, d seccompData) (uint32, error) {
+	r, _, err := interpretSteps(prog, d)
+	return r, err
+}
+
+// interpretSteps also returns how many instructions ran.
+func interpretSteps(prog []unix.SockFilter, d seccompData) (ret uint32, steps int, err error) {
 	if len(prog) == 0 || len(prog) > maxInsns {
-		return 0, fmt.Errorf("program length %d", len(prog))
+		return 0, 0, fmt.Errorf("program length %d", len(prog))
 	}
 	data := d.bytes()
 	var acc uint32
 	for pc := 0; pc < len(prog); pc++ {
+		steps++
 		in := prog[pc]
 		switch in.Code {
 		case bpfLdAbsW:
 			if in.K > 60 || in.K%4 != 0 {
-				return 0, fmt.Errorf("pc %d: bad load offset %d", pc, in.K)
+				return 0, steps, fmt.Errorf("pc %d: bad load offset %d", pc, in.K)
 			}
 			acc = binary.LittleEndian.Uint32(data[in.K:])
 		case bpfAnd:
 			acc &= in.K
 		case bpfRet:
-			return in.K, nil
+			return in.K, steps, nil
 		case bpfJa:
 			if uint64(pc)+1+uint64(in.K) >= uint64(len(prog)) {
-				return 0, fmt.Errorf("pc %d: ja out of range", pc)
+				return 0, steps, fmt.Errorf("pc %d: ja out of range", pc)
 			}
 			pc += int(in.K)
 		case bpfJeq, bpfJgt, bpfJge:
@@ -67,14 +74,14 @@ func interpret(prog []unix.SockFilter, d seccompData) (uint32, error) {
 				off = int(in.Jt)
 			}
 			if pc+1+int(in.Jt) >= len(prog) || pc+1+int(in.Jf) >= len(prog) {
-				return 0, fmt.Errorf("pc %d: jump out of range", pc)
+				return 0, steps, fmt.Errorf("pc %d: jump out of range", pc)
 			}
 			pc += off
 		default:
-			return 0, fmt.Errorf("pc %d: unexpected opcode %#x", pc, in.Code)
+			return 0, steps, fmt.Errorf("pc %d: unexpected opcode %#x", pc, in.Code)
 		}
 	}
-	return 0, fmt.Errorf("fell off the end of the program")
+	return 0, steps, fmt.Errorf("fell off the end of the program")
 }
 
 // reference evaluates a profile directly from the package's documented

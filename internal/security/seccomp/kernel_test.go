@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -86,6 +87,17 @@ var probes = map[string]func(dir string) int64{
 	"getppid":      func(string) int64 { return raw(unix.SYS_GETPPID) },
 	"noNewPrivs":   func(string) int64 { return -raw6(unix.SYS_PRCTL, unix.PR_GET_NO_NEW_PRIVS, 0, 0) },
 	"highNrNegOne": func(string) int64 { return raw(^uintptr(0)) },
+	// benchGetppid returns minus the nanoseconds one getppid takes.
+	"benchGetppid": func(string) int64 {
+		const n = 200000
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			if _, _, e := unix.RawSyscall(unix.SYS_GETPPID, 0, 0, 0); e != 0 {
+				return int64(e)
+			}
+		}
+		return -int64(time.Since(start)) / n
+	},
 }
 
 func errnoOf(err error) int64 {
@@ -530,5 +542,23 @@ func TestKernelNotify(t *testing.T) {
 	if a.st.Version != specs.Version || len(a.st.Fds) != 1 || a.st.Fds[0] != "seccompFd" || a.st.Metadata != "meta=1" ||
 		a.st.Pid == 0 || a.st.Pid != int(a.pid) || a.st.State.ID != "seccomp-test" {
 		t.Errorf("container process state %+v (notification pid %d)", a.st, a.pid)
+	}
+}
+
+// TestKernelFilterCost measures what the default profile adds to a cheap
+// syscall (logged for the report); the bound only catches a pathological
+// program.
+func TestKernelFilterCost(t *testing.T) {
+	base := runChild(t, nil, []string{"benchGetppid"})
+	base.mustExit0(t)
+	cr := runChild(t, DefaultProfile(), []string{"benchGetppid"})
+	cr.mustExit0(t)
+	b, f := -base.res.Probes["benchGetppid"], -cr.res.Probes["benchGetppid"]
+	if b <= 0 || f <= 0 {
+		t.Fatalf("getppid loop failed: unfiltered %d, filtered %d (negative means errno)", -b, -f)
+	}
+	t.Logf("getppid: %d ns unfiltered, %d ns under the default profile", b, f)
+	if f > 20000 {
+		t.Fatalf("getppid takes %d ns under the default profile", f)
 	}
 }

@@ -51,6 +51,7 @@ package seccomp
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -200,9 +201,11 @@ type rule struct {
 
 // sysRules are the rules for one syscall number on one architecture.
 type sysRules struct {
-	name   string
-	conds  []rule // rules with argument conditions, in profile order
-	uncond *uint32
+	name       string
+	conds      []rule // rules with argument conditions, in profile order
+	uncond     uint32
+	hasUncond  bool
+	uncondFrom specs.LinuxSeccompAction
 }
 
 type archRules struct {
@@ -262,7 +265,7 @@ func Compile(cfg *specs.LinuxSeccomp) (*Filter, error) {
 	var ars []*archRules
 	for _, a := range archs {
 		if inFilter[a] {
-			ars = append(ars, &archRules{arch: a, byNr: map[uint32]*sysRules{}})
+			ars = append(ars, &archRules{arch: a, byNr: make(map[uint32]*sysRules, 512)})
 		}
 	}
 	unknown := map[string]bool{}
@@ -299,7 +302,7 @@ func Compile(cfg *specs.LinuxSeccomp) (*Filter, error) {
 					continue
 				}
 				known = true
-				if err := ar.add(name, nr, conds, ret, def); err != nil {
+				if err := ar.add(name, nr, conds, ret, def, sc.Action); err != nil {
 					return nil, fmt.Errorf("%s: %w", what, err)
 				}
 			}
@@ -344,7 +347,7 @@ func validOp(op specs.LinuxSeccompOperator) bool {
 	return false
 }
 
-func (ar *archRules) add(name string, nr uint32, conds []cond, ret, def uint32) error {
+func (ar *archRules) add(name string, nr uint32, conds []cond, ret, def uint32, act specs.LinuxSeccompAction) error {
 	low := nr &^ x32Bit
 	if ar.arch != archX32 || low < 512 {
 		if !ar.named || low > ar.maxLow {
@@ -364,10 +367,10 @@ func (ar *archRules) add(name string, nr uint32, conds []cond, ret, def uint32) 
 	if ret == def {
 		return nil
 	}
-	if sr.uncond != nil && *sr.uncond != ret {
-		return fmt.Errorf("syscall %q on %s has two unconditional rules with different actions (%#x and %#x)", name, ar.arch.name, *sr.uncond, ret)
+	if sr.hasUncond && sr.uncond != ret {
+		return fmt.Errorf("syscall %q on %s has two unconditional rules with different actions (%s and %s, or different errnoRet)", name, ar.arch.name, sr.uncondFrom, act)
 	}
-	sr.uncond = &ret
+	sr.uncond, sr.hasUncond, sr.uncondFrom = ret, true, act
 	return nil
 }
 
@@ -464,7 +467,7 @@ func (c *compiler) segment(ivs []interval, ar *archRules, lo, hi uint32) []inter
 	for nr := range ar.byNr {
 		nrs = append(nrs, nr)
 	}
-	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
+	slices.Sort(nrs)
 
 	// Boundaries where the "unnamed" outcome changes: default up to maxLow,
 	// ENOSYS after it, and (x32 only) default again from 512.
@@ -488,17 +491,18 @@ func (c *compiler) segment(ivs []interval, ar *archRules, lo, hi uint32) []inter
 	for _, nr := range nrs {
 		points = append(points, nr, nr+1)
 	}
-	sort.Slice(points, func(i, j int) bool { return points[i] < points[j] })
-	for i, p := range points {
-		if p < lo || p >= hi || (i > 0 && points[i-1] == p) {
+	slices.Sort(points)
+	points = slices.Compact(points)
+	for _, p := range points {
+		if p < lo || p >= hi {
 			continue
 		}
 		if sr, ok := ar.byNr[p]; ok {
 			switch {
 			case len(sr.conds) > 0:
 				ivs = append(ivs, interval{p, outcome{rules: sr}})
-			case sr.uncond != nil:
-				ivs = appendIv(ivs, interval{p, outcome{ret: *sr.uncond}})
+			case sr.hasUncond:
+				ivs = appendIv(ivs, interval{p, outcome{ret: sr.uncond}})
 			default:
 				ivs = appendIv(ivs, interval{p, outcome{ret: c.def}})
 			}
@@ -540,8 +544,8 @@ func (c *compiler) chain(sr *sysRules) error {
 		c.a.ret(r.ret)
 		c.a.bind(next)
 	}
-	if sr.uncond != nil {
-		c.a.ret(*sr.uncond)
+	if sr.hasUncond {
+		c.a.ret(sr.uncond)
 	} else {
 		c.a.ret(c.def)
 	}

@@ -4,7 +4,7 @@ BINDIR  ?= bin
 GOFLAGS ?= -trimpath
 LDFLAGS ?= -s -w
 
-.PHONY: all build test test-unit test-integration lint clean
+.PHONY: all build test lint clean deps ci demo
 
 all: build
 
@@ -17,9 +17,22 @@ test: build
 	$(GO) test -count=1 -p 1 -timeout 20m ./...
 
 lint:
-	gofmt -l . | (! grep .) || (echo "gofmt: files above need formatting"; exit 1)
+	@test -z "$$(gofmt -l .)" || (gofmt -l .; echo "gofmt: files above need formatting"; exit 1)
 	$(GO) vet ./...
-	staticcheck ./...
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
+
+# Install what the build, the tests and lint need (Debian 12, as root).
+deps:
+	bash hack/deps.sh
+
+# What CI runs (the README's test command): dependencies, lint, the whole suite on this host,
+# then the cgroup v2 lane in a VM.
+ci: deps lint test test-v2
+
+# The main job on a fresh machine: install, build, and run a container that shows its
+# isolation. Needs root.
+demo: deps build
+	bash hack/demo.sh
 
 clean:
 	rm -rf $(BINDIR)

@@ -64,6 +64,9 @@ func Prepare(cfg *Config) (*Root, error) {
 		return nil, fmt.Errorf("make / %s in the container's mount namespace: %w", propName(first), err)
 	}
 	if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		if errors.Is(err, unix.EACCES) && cfg.UserNS {
+			return nil, fmt.Errorf("bind rootfs %s onto itself: %w (in a user namespace, the container's root must be able to search every directory above the rootfs)", cfg.Rootfs, err)
+		}
 		return nil, fmt.Errorf("bind rootfs %s onto itself: %w", cfg.Rootfs, err)
 	}
 	r := &Root{cfg: cfg}

@@ -1,0 +1,393 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berth-containers/berth/internal/cgroups"
+	"github.com/berth-containers/berth/internal/namespaces"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// CreateOpts are the options of `create` (and `run`).
+type CreateOpts struct {
+	Bundle        string
+	PidFile       string
+	ConsoleSocket string
+	NoPivot       bool
+	NoNewKeyring  bool
+	// PreserveFDs passes this many descriptors after stdio (3, 4, ...) to the container.
+	PreserveFDs int
+	// Stdio overrides the container's stdin, stdout and stderr (nil: this process's own).
+	Stdio [3]*os.File
+}
+
+// initConfig is what the parent sends the init once its namespaces exist.
+type initConfig struct {
+	ID           string            `json:"id"`
+	Spec         *specs.Spec       `json:"spec"`
+	Bundle       string            `json:"bundle"`
+	Rootfs       string            `json:"rootfs"`
+	NoPivot      bool              `json:"noPivot"`
+	NoNewKeyring bool              `json:"noNewKeyring"`
+	PreserveFDs  int               `json:"preserveFds"`
+	FifoFD       int               `json:"fifoFd"`
+	ConsoleFD    int               `json:"consoleFd"`
+	Creates      uintptr           `json:"creates"`
+	UserNS       bool              `json:"userns"`
+	CgroupPaths  map[string]string `json:"cgroupPaths"`
+}
+
+// initReply is the init's answer: ready, or why not.
+type initReply struct {
+	Error    string   `json:"error,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Create sets the container up and leaves its init waiting for Start.
+func (r *Runtime) Create(id string, o CreateOpts) (err error) {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	bundle, err := filepath.Abs(o.Bundle)
+	if err != nil {
+		return fmt.Errorf("container %s: bundle %s: %w", id, o.Bundle, err)
+	}
+	spec, err := LoadSpec(bundle)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	plan, err := namespaces.NewPlan(spec.Linux.Namespaces, spec.Linux.TimeOffsets)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	if spec.Process.Terminal && o.ConsoleSocket == "" {
+		return fmt.Errorf("container %s: process.terminal is true but no --console-socket was given", id)
+	}
+	if !spec.Process.Terminal && o.ConsoleSocket != "" {
+		return fmt.Errorf("container %s: --console-socket given but process.terminal is false", id)
+	}
+	if o.PreserveFDs < 0 {
+		return fmt.Errorf("container %s: --preserve-fds %d is negative", id, o.PreserveFDs)
+	}
+	cg, err := cgroups.New(cgroups.Config{ID: id, Path: spec.Linux.CgroupsPath, Resources: effectiveResources(spec)})
+	if err != nil {
+		return fmt.Errorf("container %s: cgroup: %w", id, err)
+	}
+	rec := &Record{
+		ID:          id,
+		Bundle:      bundle,
+		Rootfs:      rootfsPath(spec, bundle),
+		Created:     time.Now().UTC(),
+		Annotations: spec.Annotations,
+		Creating:    true,
+		Namespaces:  spec.Linux.Namespaces,
+		CgroupPaths: cg.Paths(),
+		Runtime:     "berth",
+	}
+	h, err := r.reserve(rec)
+	if err != nil {
+		return err
+	}
+	c := &creation{r: r, h: h, rec: rec, spec: spec, plan: plan, cg: cg, opts: o}
+	defer func() {
+		if err != nil {
+			c.abort()
+			err = fmt.Errorf("container %s: %w", id, err)
+		}
+		h.unlock()
+	}()
+	return c.run()
+}
+
+// creation is one create in progress; abort undoes whatever it did.
+type creation struct {
+	r     *Runtime
+	h     *handle
+	rec   *Record
+	spec  *specs.Spec
+	plan  *namespaces.Plan
+	cg    cgroups.Manager
+	opts  CreateOpts
+	child *os.Process
+	sock  *os.File
+}
+
+func (c *creation) run() error {
+	if err := writeJSON(c.h.path(configFile), c.spec); err != nil {
+		return err
+	}
+	if err := c.cg.Create(); err != nil {
+		return fmt.Errorf("cgroup: %w", err)
+	}
+	fifo := c.h.path(fifoFile)
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		return fmt.Errorf("mkfifo %s: %w", fifo, err)
+	}
+	// Read-write, so that opening never blocks and the init never reads end of file.
+	fifoFile, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", fifo, err)
+	}
+	defer fifoFile.Close()
+
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socketpair: %w", err)
+	}
+	c.sock = os.NewFile(uintptr(fds[0]), "init-socket")
+	defer c.sock.Close()
+	childSock := os.NewFile(uintptr(fds[1]), "init-socket-child")
+	defer childSock.Close()
+
+	var console *os.File
+	if c.opts.ConsoleSocket != "" {
+		if console, err = dialConsole(c.opts.ConsoleSocket); err != nil {
+			return err
+		}
+		defer console.Close()
+	}
+
+	files := make([]*os.File, 0, 6+c.opts.PreserveFDs)
+	for i, f := range c.opts.Stdio {
+		if f == nil {
+			f = []*os.File{os.Stdin, os.Stdout, os.Stderr}[i]
+		}
+		files = append(files, f)
+	}
+	for i := 0; i < c.opts.PreserveFDs; i++ {
+		fd := 3 + i
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			return fmt.Errorf("--preserve-fds %d: descriptor %d is not open", c.opts.PreserveFDs, fd)
+		}
+		files = append(files, os.NewFile(uintptr(fd), "preserved-"+strconv.Itoa(fd)))
+	}
+	sockFD := len(files)
+	files = append(files, childSock)
+	ic := &initConfig{
+		ID: c.rec.ID, Spec: c.spec, Bundle: c.rec.Bundle, Rootfs: c.rec.Rootfs,
+		NoPivot: c.opts.NoPivot, NoNewKeyring: c.opts.NoNewKeyring, PreserveFDs: c.opts.PreserveFDs,
+		FifoFD: len(files), ConsoleFD: -1, Creates: c.plan.Create,
+		UserNS: c.plan.Has(specs.UserNamespace), CgroupPaths: c.cg.Paths(),
+	}
+	files = append(files, fifoFile)
+	if console != nil {
+		ic.ConsoleFD = len(files)
+		files = append(files, console)
+	}
+
+	sys := &syscall.SysProcAttr{}
+	cgfd, useFD, err := c.cg.CgroupFD()
+	if err != nil {
+		return fmt.Errorf("cgroup: %w", err)
+	}
+	if useFD {
+		defer unix.Close(cgfd)
+		sys.UseCgroupFD, sys.CgroupFD = true, cgfd
+	}
+	c.child, err = os.StartProcess(c.r.exe(), []string{"berth-runtime", "init"}, &os.ProcAttr{
+		Env:   []string{"_BERTH_INITPIPE=" + strconv.Itoa(sockFD), "GOMAXPROCS=1", "GOGC=off"},
+		Files: files,
+		Sys:   sys,
+	})
+	if err != nil {
+		return fmt.Errorf("start init %s: %w", c.r.exe(), err)
+	}
+	childSock.Close()
+	if !useFD {
+		if err := c.cg.AddProc(c.child.Pid); err != nil {
+			return fmt.Errorf("cgroup: %w", err)
+		}
+	}
+	if _, err := c.sock.Write(c.plan.Bootstrap()); err != nil {
+		return c.childFailed(fmt.Errorf("send namespace plan to init: %w", err))
+	}
+	pid, err := c.namespaceStage()
+	if err != nil {
+		return err
+	}
+	if pid != c.child.Pid {
+		// The child forked into the new pid namespace and has exited; reap it.
+		if _, err := c.child.Wait(); err != nil {
+			return fmt.Errorf("wait for init's first stage: %w", err)
+		}
+	}
+	_, start, err := procStat(pid)
+	if err != nil {
+		return fmt.Errorf("init %d vanished: %w", pid, err)
+	}
+	c.rec.Pid, c.rec.InitStartTime = pid, start
+	if err := c.h.write(c.rec); err != nil {
+		return err
+	}
+	if adj := c.spec.Process.OOMScoreAdj; adj != nil {
+		p := fmt.Sprintf("/proc/%d/oom_score_adj", pid)
+		if err := os.WriteFile(p, []byte(strconv.Itoa(*adj)), 0); err != nil {
+			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("process.oomScoreAdj %d: write %s: %w (lowering it needs CAP_SYS_RESOURCE)", *adj, p, err)
+			}
+			return fmt.Errorf("process.oomScoreAdj %d: write %s: %w", *adj, p, err)
+		}
+	}
+	if err := writeFrame(c.sock, ic); err != nil {
+		return fmt.Errorf("send configuration to init: %w", err)
+	}
+	var reply initReply
+	if err := readFrame(c.sock, &reply); err != nil {
+		return fmt.Errorf("init did not report ready: %w", err)
+	}
+	for _, w := range reply.Warnings {
+		c.r.warn("container %s: %s", c.rec.ID, w)
+	}
+	if reply.Error != "" {
+		return errors.New(reply.Error)
+	}
+	c.rec.Creating = false
+	if err := c.h.write(c.rec); err != nil {
+		return err
+	}
+	if c.opts.PidFile != "" {
+		if err := writeFileAtomic(c.opts.PidFile, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			return fmt.Errorf("--pid-file: %w", err)
+		}
+	}
+	return nil
+}
+
+// namespaceStage serves the C stage of the init: id mappings on request, then the pid of
+// the process that goes on into Go.
+func (c *creation) namespaceStage() (int, error) {
+	var tag [1]byte
+	for {
+		if _, err := io.ReadFull(c.sock, tag[:]); err != nil {
+			return 0, c.childFailed(fmt.Errorf("namespace stage: %w", err))
+		}
+		switch tag[0] {
+		case 'U':
+			if err := writeIDMaps(c.child.Pid, c.spec.Linux); err != nil {
+				return 0, err
+			}
+			if _, err := c.sock.Write([]byte{'u'}); err != nil {
+				return 0, c.childFailed(err)
+			}
+		case 'P':
+			var pid int32
+			if err := binary.Read(c.sock, binary.NativeEndian, &pid); err != nil {
+				return 0, c.childFailed(err)
+			}
+			return int(pid), nil
+		case 'E':
+			var n uint32
+			if err := binary.Read(c.sock, binary.NativeEndian, &n); err != nil {
+				return 0, c.childFailed(err)
+			}
+			msg := make([]byte, n)
+			io.ReadFull(c.sock, msg)
+			return 0, fmt.Errorf("namespace stage: %s", msg)
+		default:
+			return 0, c.childFailed(fmt.Errorf("namespace stage sent unknown tag %q", tag[0]))
+		}
+	}
+}
+
+// childFailed adds how the first child ended to err.
+func (c *creation) childFailed(err error) error {
+	if c.child == nil {
+		return err
+	}
+	st, werr := c.child.Wait()
+	if werr == nil {
+		return fmt.Errorf("%w (init exited: %v)", err, st)
+	}
+	return err
+}
+
+func writeIDMaps(pid int, l *specs.Linux) error {
+	for _, m := range []struct {
+		file string
+		maps []specs.LinuxIDMapping
+	}{{"uid_map", l.UIDMappings}, {"gid_map", l.GIDMappings}} {
+		var b strings.Builder
+		for _, e := range m.maps {
+			fmt.Fprintf(&b, "%d %d %d\n", e.ContainerID, e.HostID, e.Size)
+		}
+		p := fmt.Sprintf("/proc/%d/%s", pid, m.file)
+		if err := os.WriteFile(p, []byte(b.String()), 0); err != nil {
+			return fmt.Errorf("linux.%s: write %q to %s: %w", strings.Replace(m.file, "_map", "Mappings", 1), b.String(), p, err)
+		}
+	}
+	return nil
+}
+
+func dialConsole(path string) (*os.File, error) {
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("--console-socket %s: %w", path, err)
+	}
+	defer conn.Close()
+	f, err := conn.File()
+	if err != nil {
+		return nil, fmt.Errorf("--console-socket %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// abort undoes a failed create: the processes, the cgroup and the record.
+func (c *creation) abort() {
+	if c.rec.Pid > 0 {
+		if fd, err := pidfd(c.rec.Pid, c.rec.InitStartTime); err == nil {
+			unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+			unix.Close(fd)
+		}
+	}
+	if c.child != nil {
+		c.child.Kill()
+		c.child.Wait()
+	}
+	if err := c.cg.Destroy(); err != nil {
+		c.r.warn("container %s: cleanup after failed create: %v", c.rec.ID, err)
+	}
+	if err := c.h.remove(); err != nil {
+		c.r.warn("%v", err)
+	}
+}
+
+// writeFrame and readFrame carry one JSON value with a length prefix.
+func writeFrame(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	buf := binary.NativeEndian.AppendUint32(make([]byte, 0, 4+len(b)), uint32(len(b)))
+	_, err = w.Write(append(buf, b...))
+	return err
+}
+
+func readFrame(rd io.Reader, v any) error {
+	var n uint32
+	if err := binary.Read(rd, binary.NativeEndian, &n); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return errors.New("init exited without a word")
+		}
+		return err
+	}
+	if n > 64<<20 {
+		return fmt.Errorf("frame of %d bytes is too large", n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(rd, b); err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}

@@ -1,0 +1,74 @@
+package runtime
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// procStat reads the state letter and start time (field 22) of /proc/<pid>/stat.
+func procStat(pid int) (state byte, start uint64, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name may hold spaces and parentheses: fields start after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := bytes.Fields(b[i+2:])
+	if len(f) < 20 {
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	}
+	start, err = strconv.ParseUint(string(f[19]), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat start time: %w", pid, err)
+	}
+	return f[0][0], start, nil
+}
+
+// alive tells whether pid is still the process that started at start, and not a zombie.
+func alive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	st, s, err := procStat(pid)
+	return err == nil && s == start && st != 'Z' && st != 'X'
+}
+
+// pidfd opens a pidfd for the container's init and checks it is still the same process, so
+// signals cannot reach a process that reused the pid.
+func pidfd(pid int, start uint64) (int, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1, err
+	}
+	if !alive(pid, start) {
+		unix.Close(fd)
+		return -1, unix.ESRCH
+	}
+	return fd, nil
+}
+
+// waitGone waits until the process behind a pidfd has exited (it need not be our child).
+func waitGone(fd int, timeoutMs int) error {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, timeoutMs)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return unix.ETIMEDOUT
+		}
+		return nil
+	}
+}

@@ -1,0 +1,82 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Run creates and starts a container, and unless detach is set waits for it to exit,
+// forwarding signals to it, then deletes it. It returns the container's exit status
+// (128+N when signal N killed it), as runc does.
+func (r *Runtime) Run(id string, o CreateOpts, detach bool) (int, error) {
+	if !detach {
+		// The init's first stage exits after forking into the new pid namespace; as
+		// subreaper we inherit the init and can wait for it.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return -1, fmt.Errorf("prctl PR_SET_CHILD_SUBREAPER: %w", err)
+		}
+	}
+	if err := r.Create(id, o); err != nil {
+		return -1, err
+	}
+	sigs := make(chan os.Signal, 16)
+	if !detach {
+		signal.Notify(sigs)
+		defer signal.Stop(sigs)
+	}
+	// The pid comes from start itself: a container that exits at once is already
+	// "stopped" (pid 0) by the time any later look at its state is taken.
+	pid, err := r.start(id)
+	if err != nil {
+		r.Delete(id, true)
+		return -1, err
+	}
+	if detach {
+		return 0, nil
+	}
+	done := make(chan int, 1)
+	go func() { done <- reap(pid) }()
+	for {
+		select {
+		case code := <-done:
+			if err := r.Delete(id, true); err != nil {
+				return code, err
+			}
+			return code, nil
+		case s := <-sigs:
+			sig, ok := s.(syscall.Signal)
+			if !ok || sig == unix.SIGCHLD || sig == unix.SIGURG || sig == unix.SIGWINCH || sig == unix.SIGPIPE {
+				continue
+			}
+			if err := r.Kill(id, unix.Signal(sig), false); err != nil && !errors.Is(err, ErrNotExist) {
+				r.warn("forward %v to container %s: %v", sig, id, err)
+			}
+		}
+	}
+}
+
+// reap waits for pid and returns its exit code, reaping any other orphan that comes our way.
+func reap(pid int) int {
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 255
+		}
+		if got != pid {
+			continue
+		}
+		if ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ws.ExitStatus()
+	}
+}

@@ -1,0 +1,146 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/berth-containers/berth/internal/namespaces"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// LoadSpec reads <bundle>/config.json and checks what berth needs of it.
+func LoadSpec(bundle string) (*specs.Spec, error) {
+	path := filepath.Join(bundle, configFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read OCI config: %w", err)
+	}
+	spec := &specs.Spec{}
+	if err := json.Unmarshal(b, spec); err != nil {
+		return nil, fmt.Errorf("OCI config %s is not valid JSON: %w", path, err)
+	}
+	if err := validateSpec(spec, bundle); err != nil {
+		return nil, fmt.Errorf("OCI config %s: %w", path, err)
+	}
+	return spec, nil
+}
+
+// rootfsPath is root.path made absolute against the bundle.
+func rootfsPath(spec *specs.Spec, bundle string) string {
+	p := spec.Root.Path
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(bundle, p)
+	}
+	return filepath.Clean(p)
+}
+
+func validateSpec(s *specs.Spec, bundle string) error {
+	if s.Version == "" {
+		return errors.New("ociVersion is missing")
+	}
+	if !strings.HasPrefix(s.Version, "1.") {
+		return fmt.Errorf("ociVersion %q is not a 1.x version", s.Version)
+	}
+	if s.Root == nil || s.Root.Path == "" {
+		return errors.New("root.path is missing")
+	}
+	rootfs := rootfsPath(s, bundle)
+	st, err := os.Stat(rootfs)
+	if err != nil {
+		return fmt.Errorf("root.path: rootfs %s: %w", rootfs, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("root.path: rootfs %s is not a directory", rootfs)
+	}
+	if s.Process == nil {
+		return errors.New("process is missing")
+	}
+	if len(s.Process.Args) == 0 || s.Process.Args[0] == "" {
+		return errors.New("process.args must name the program to run")
+	}
+	if s.Process.Cwd == "" || !filepath.IsAbs(s.Process.Cwd) {
+		return fmt.Errorf("process.cwd %q must be an absolute path", s.Process.Cwd)
+	}
+	for _, e := range s.Process.Env {
+		if !strings.Contains(e, "=") {
+			return fmt.Errorf("process.env entry %q is not NAME=value", e)
+		}
+	}
+	if s.Linux == nil {
+		return errors.New("linux section is missing")
+	}
+	plan, err := namespaces.NewPlan(s.Linux.Namespaces, s.Linux.TimeOffsets)
+	if err != nil {
+		return err
+	}
+	if !plan.Creates(specs.MountNamespace) {
+		return errors.New("linux.namespaces: berth needs a new mount namespace (type \"mount\" without a path) to build the rootfs")
+	}
+	if plan.Creates(specs.UserNamespace) {
+		if len(s.Linux.UIDMappings) == 0 || len(s.Linux.GIDMappings) == 0 {
+			return errors.New("linux.uidMappings and linux.gidMappings are required with a new user namespace")
+		}
+	} else if len(s.Linux.UIDMappings) > 0 || len(s.Linux.GIDMappings) > 0 {
+		return errors.New("linux.uidMappings/gidMappings are set but no new user namespace is configured")
+	}
+	if s.Hostname != "" && !plan.Creates(specs.UTSNamespace) {
+		return errors.New("hostname is set but the container has no UTS namespace of its own")
+	}
+	if s.Domainname != "" && !plan.Creates(specs.UTSNamespace) {
+		return errors.New("domainname is set but the container has no UTS namespace of its own")
+	}
+	for k := range s.Linux.Sysctl {
+		if err := checkSysctl(k, plan); err != nil {
+			return err
+		}
+	}
+	for i, m := range s.Mounts {
+		if m.Destination == "" {
+			return fmt.Errorf("mounts[%d]: destination is empty", i)
+		}
+		if !filepath.IsAbs(m.Destination) {
+			return fmt.Errorf("mounts[%d]: destination %q is not absolute", i, m.Destination)
+		}
+	}
+	for i, r := range s.Process.Rlimits {
+		if _, ok := rlimitNames[r.Type]; !ok {
+			return fmt.Errorf("process.rlimits[%d]: unknown type %q", i, r.Type)
+		}
+		if r.Soft > r.Hard {
+			return fmt.Errorf("process.rlimits[%d] %s: soft limit %d is above the hard limit %d", i, r.Type, r.Soft, r.Hard)
+		}
+	}
+	return nil
+}
+
+// checkSysctl refuses sysctls that would change the host: only namespaced ones are allowed,
+// and only when the container has that namespace of its own.
+func checkSysctl(key string, plan *namespaces.Plan) error {
+	ipc := map[string]bool{"kernel.msgmax": true, "kernel.msgmnb": true, "kernel.msgmni": true,
+		"kernel.sem": true, "kernel.shmall": true, "kernel.shmmax": true, "kernel.shmmni": true,
+		"kernel.shm_rmid_forced": true}
+	switch {
+	case ipc[key] || strings.HasPrefix(key, "fs.mqueue."):
+		if !plan.Creates(specs.IPCNamespace) {
+			return fmt.Errorf("linux.sysctl %s: needs an IPC namespace of the container's own", key)
+		}
+	case strings.HasPrefix(key, "net."):
+		if !plan.Creates(specs.NetworkNamespace) {
+			return fmt.Errorf("linux.sysctl %s: needs a network namespace of the container's own", key)
+		}
+	case key == "kernel.hostname" || key == "kernel.domainname":
+		if !plan.Creates(specs.UTSNamespace) {
+			return fmt.Errorf("linux.sysctl %s: needs a UTS namespace of the container's own", key)
+		}
+	default:
+		return fmt.Errorf("linux.sysctl %s: not a namespaced sysctl; it would change the host", key)
+	}
+	if strings.Contains(key, "/") || strings.Contains(key, "..") {
+		return fmt.Errorf("linux.sysctl %q: invalid name", key)
+	}
+	return nil
+}

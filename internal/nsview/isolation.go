@@ -16,19 +16,19 @@ import (
 // Isolation is one container's isolation boundaries as the kernel enforces them, read from
 // its init process.
 type Isolation struct {
-	ID         string                `json:"id"`
-	Name       string                `json:"name"`
-	Runtime    string                `json:"runtime"`
-	Pid        int                   `json:"pid"`
-	StateFile  string                `json:"stateFile"`
-	Namespaces []NamespaceIsolation  `json:"namespaces"`
-	Cgroups    []CgroupIsolation     `json:"cgroups"`
-	Caps       map[string][]string   `json:"capabilities"`
-	Seccomp    string                `json:"seccomp"`
-	Filters    int                   `json:"seccompFilters"`
-	NoNewPrivs bool                  `json:"noNewPrivs"`
-	UIDMap     []IDMapping           `json:"uidMap"`
-	GIDMap     []IDMapping           `json:"gidMap"`
+	ID         string               `json:"id"`
+	Name       string               `json:"name"`
+	Runtime    string               `json:"runtime"`
+	Pid        int                  `json:"pid"`
+	StateFile  string               `json:"stateFile"`
+	Namespaces []NamespaceIsolation `json:"namespaces"`
+	Cgroups    []CgroupIsolation    `json:"cgroups"`
+	Caps       map[string][]string  `json:"capabilities"`
+	Seccomp    string               `json:"seccomp"`
+	Filters    int                  `json:"seccompFilters"`
+	NoNewPrivs bool                 `json:"noNewPrivs"`
+	UIDMap     []IDMapping          `json:"uidMap"`
+	GIDMap     []IDMapping          `json:"gidMap"`
 	hostNS     [numTypes]uint64
 	capsRaw    map[string]uint64 // kept to print "all"
 }
@@ -144,7 +144,7 @@ func inspect(c *Container, all []*Container) (*Isolation, error) {
 			}
 		}
 	}
-	for _, t := range AllTypes {
+	for _, t := range []Type{Mnt, UTS, IPC, Pid, Net, User, Cgroup, Time} {
 		ino := c.Namespaces[t]
 		if ino == 0 {
 			continue // the kernel lacks the type, or the link is hidden

@@ -116,19 +116,6 @@ func parseNSLink(b []byte) (uint64, bool) {
 	return v, err == nil
 }
 
-// nsInode reads one namespace link of pid.
-func nsInode(pid int, t Type) (uint64, error) {
-	var r nsReader
-	var out [numTypes]uint64
-	if err := r.read(pid, []Type{t}, &out); err != nil {
-		return 0, err
-	}
-	if out[t] == 0 {
-		return 0, fmt.Errorf("read /proc/%d/ns/%s: process gone or not visible", pid, t)
-	}
-	return out[t], nil
-}
-
 // procStat is what berth needs from /proc/<pid>/stat.
 type procStat struct {
 	comm      string

@@ -20,11 +20,6 @@ const (
 	nsGetOwnerUID = 0xb704
 )
 
-const (
-	relParent = 0
-	relOwner  = 1
-)
-
 func ioctlFD(fd int, req uint) (int, error) {
 	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), 0)
 	if errno != 0 {

@@ -441,4 +441,3 @@ func TestScanTypesAndTask(t *testing.T) {
 		t.Fatalf("-p %d -t uts: %q, want %q", u.Init, out.String(), want)
 	}
 }
-

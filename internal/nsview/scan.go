@@ -116,6 +116,8 @@ func Scan(opts Options) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The kernel lists /proc in pid order; NamespacesOf relies on it, so make sure.
+	sort.Ints(pids)
 	s := &Snapshot{
 		types: types,
 		byIno: make(map[uint64]*Namespace, 64),

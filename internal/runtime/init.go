@@ -209,10 +209,12 @@ func (in *initProcess) openConsole(root *os.File) (string, error) {
 	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
 		return "", fmt.Errorf("unlock pty: %w", err)
 	}
-	sfd, err := unix.IoctlRetInt(int(master.Fd()), unix.TIOCGPTPEER)
-	if err != nil {
-		return "", fmt.Errorf("open pty peer: %w", err)
+	// TIOCGPTPEER's argument is the slave's open flags.
+	r1, _, errno := unix.Syscall(unix.SYS_IOCTL, master.Fd(), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if errno != 0 {
+		return "", fmt.Errorf("open pty peer: %w", errno)
 	}
+	sfd := int(r1)
 	if cs := in.cfg.Spec.Process.ConsoleSize; cs != nil {
 		ws := &unix.Winsize{Row: uint16(cs.Height), Col: uint16(cs.Width)}
 		if err := unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, ws); err != nil {

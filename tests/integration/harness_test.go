@@ -74,7 +74,7 @@ func newBundle(t *testing.T, script string) *bundle {
 	}
 	for _, a := range []string{"sh", "ls", "cat", "echo", "id", "hostname", "ip", "ps", "mount", "touch",
 		"mkdir", "sleep", "grep", "stat", "readlink", "umask", "pwd", "env", "head", "wc", "df", "ln", "true",
-		"false", "test", "tr", "awk", "dd", "chmod", "mknod", "rm", "uname", "date", "nproc", "find", "sed"} {
+		"false", "test", "tr", "awk", "dd", "chmod", "mknod", "rm", "uname", "date", "nproc", "find", "sed", "tty", "stty", "kill", "cut"} {
 		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", a)); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,166 @@
+package integration
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-containers/berth/internal/runtime"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// The pty master arrives over --console-socket as containerd and conmon expect, and the
+// container's program has it as its controlling terminal.
+func TestConsoleSocket(t *testing.T) {
+	r := newRT(t)
+	b := newBundle(t, `echo tty=$(tty); stty size; read line; echo echoed=$line`)
+	b.Spec.Process.Terminal = true
+	b.Spec.Process.ConsoleSize = &specs.Box{Height: 33, Width: 101}
+	b.save(t)
+	sock := filepath.Join(t.TempDir(), "console.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	masterCh := make(chan *os.File, 1)
+	go func() {
+		conn, err := l.AcceptUnix()
+		if err != nil {
+			masterCh <- nil
+			return
+		}
+		defer conn.Close()
+		buf, oob := make([]byte, 64), make([]byte, unix.CmsgSpace(4))
+		_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			masterCh <- nil
+			return
+		}
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		fds, _ := unix.ParseUnixRights(&msgs[0])
+		masterCh <- os.NewFile(uintptr(fds[0]), "pty-master")
+	}()
+	r.mustOK("create", "-b", b.Dir, "--console-socket", sock, "tty")
+	var master *os.File
+	select {
+	case master = <-masterCh:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pty master arrived on the console socket")
+	}
+	if master == nil {
+		t.Fatal("receiving the pty master failed")
+	}
+	defer master.Close()
+	r.mustOK("start", "tty")
+	if _, err := master.Write([]byte("typed-in\n")); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	done := make(chan struct{})
+	go func() { io.Copy(&out, master); close(done) }()
+	waitFor(t, "the program to finish", func() bool { return r.state("tty").Status == runtime.StatusStopped })
+	master.SetReadDeadline(time.Now().Add(2 * time.Second))
+	<-done
+	got := out.String()
+	for _, want := range []string{"tty=/dev/pts/0", "33 101", "echoed=typed-in"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("terminal output %q lacks %q", got, want)
+		}
+	}
+}
+
+func TestPreserveFDs(t *testing.T) {
+	r := newRT(t)
+	b := newBundle(t, `cat <&3; echo; ls /proc/self/fd | tr '\n' ' '`)
+	b.save(t)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw.Write([]byte("through-fd-3"))
+	pw.Close()
+	cmd := exec.Command(runtimeBin, "--root", r.root, "run", "--preserve-fds", "1", "-b", b.Dir, "fds")
+	cmd.ExtraFiles = []*os.File{pr}
+	out, err := cmd.CombinedOutput()
+	pr.Close()
+	if err != nil {
+		t.Fatalf("run --preserve-fds 1: %v: %s", err, out)
+	}
+	lines := strings.SplitN(string(out), "\n", 2)
+	if lines[0] != "through-fd-3" {
+		t.Errorf("fd 3 carried %q", lines[0])
+	}
+	// 0-2, the preserved 3, and the one ls opens for /proc/self/fd: nothing of the runtime.
+	if fds := strings.Fields(lines[1]); len(fds) > 5 {
+		t.Errorf("the container holds descriptors %v; the runtime leaked some", fds)
+	}
+}
+
+func TestOOMScoreAdjAnnotationsAndLog(t *testing.T) {
+	r := newRT(t)
+	b := newBundle(t, `cat /proc/self/oom_score_adj; sleep 60`)
+	adj := 500
+	b.Spec.Process.OOMScoreAdj = &adj
+	b.Spec.Annotations = map[string]string{"org.example.key": "value"}
+	b.save(t)
+	r.mustOK("run", "-d", "-b", b.Dir, "oom")
+	st := r.state("oom")
+	if st.Annotations["org.example.key"] != "value" {
+		t.Errorf("state annotations %v", st.Annotations)
+	}
+	got, _ := os.ReadFile("/proc/" + itoa(st.Pid) + "/oom_score_adj")
+	if strings.TrimSpace(string(got)) != "500" {
+		t.Errorf("oom_score_adj of the container is %q, want 500", got)
+	}
+	// --log --log-format json: one JSON object per line with level, msg and time.
+	logFile := filepath.Join(t.TempDir(), "log.json")
+	_, _, code := r.exec("--log", logFile, "--log-format", "json", "start", "nosuch")
+	if code != 1 {
+		t.Fatalf("start nosuch: exit %d", code)
+	}
+	raw, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entry map[string]string
+	if err := json.Unmarshal([]byte(strings.TrimSpace(string(raw))), &entry); err != nil {
+		t.Fatalf("log line %q is not JSON: %v", raw, err)
+	}
+	if entry["level"] != "error" || !strings.Contains(entry["msg"], "nosuch") || entry["time"] == "" {
+		t.Errorf("log entry %v", entry)
+	}
+}
+
+func TestRootfsPropagationAndCgroupView(t *testing.T) {
+	r := newRT(t)
+	b := newBundle(t, `awk '$5=="/" {for (i=7;i<NF && $i!="-";i++) printf "%s ", $i; print ""}' /proc/self/mountinfo
+		echo cg=$(ls /sys/fs/cgroup | tr '\n' ' ')
+		echo pids=$(cat /sys/fs/cgroup/pids/cgroup.procs 2>/dev/null | wc -l)
+		touch /sys/fs/cgroup/pids/x 2>/dev/null && echo cgwrite=ok || echo cgwrite=denied`)
+	b.Spec.Linux.RootfsPropagation = "private"
+	out := r.mustRun(b, "prop")
+	first := strings.SplitN(out, "\n", 2)[0]
+	if strings.Contains(first, "shared:") || strings.Contains(first, "master:") {
+		t.Errorf("rootfsPropagation private: / has propagation %q", first)
+	}
+	kv := lines(out)
+	for _, h := range []string{"memory", "pids", "cpu", "freezer"} {
+		if !strings.Contains(kv["cg"], h) {
+			t.Errorf("the container's /sys/fs/cgroup %q lacks %s", kv["cg"], h)
+		}
+	}
+	if kv["pids"] == "0" {
+		t.Error("the container's pids hierarchy does not show its own processes")
+	}
+	if kv["cgwrite"] != "denied" {
+		t.Error("the cgroup view is writable")
+	}
+}

@@ -121,7 +121,6 @@ func (in *initProcess) run() error {
 	if err != nil {
 		return err
 	}
-	in.warnings = append(in.warnings, caps.Warnings...)
 	path, err := lookPath(proc.Args[0], proc.Env)
 	if err != nil {
 		return err
@@ -147,6 +146,7 @@ func (in *initProcess) run() error {
 	if err := caps.Apply(); err != nil {
 		return err
 	}
+	in.warnings = append(in.warnings, caps.Warnings...)
 	if proc.NoNewPrivileges {
 		if err := security.NoNewPrivs(); err != nil {
 			return err

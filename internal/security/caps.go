@@ -119,6 +119,9 @@ func (s *CapSets) DropBounding() error {
 }
 
 // Apply sets the effective, permitted and inheritable sets and raises the ambient ones.
+// An ambient capability the kernel refuses (it must also be permitted and inheritable) is
+// skipped with a warning in s.Warnings, as runc does: runc's own default spec asks for
+// ambient capabilities without inheritable ones.
 func (s *CapSets) Apply() error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var cur [2]unix.CapUserData
@@ -146,7 +149,7 @@ func (s *CapSets) Apply() error {
 			continue
 		}
 		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(i), 0, 0); err != nil {
-			return fmt.Errorf("raise ambient %s (it must be permitted and inheritable too): %w", CapName(i), err)
+			s.Warnings = append(s.Warnings, fmt.Sprintf("process.capabilities.ambient: %s not raised (it must be permitted and inheritable too): %v", CapName(i), err))
 		}
 	}
 	return nil

@@ -77,7 +77,8 @@ func newRootCmd() *cobra.Command {
 	f.Lookup("criu").Hidden = true
 	root.SetVersionTemplate("berth-runtime version {{.Version}}\nspec: 1.2.0\n")
 
-	root.AddCommand(createCmd(), runCmd(), startCmd(), stateCmd(), killCmd(), deleteCmd(), listCmd(), specCmd())
+	root.AddCommand(createCmd(), runCmd(), startCmd(), stateCmd(), killCmd(), deleteCmd(), listCmd(), specCmd(),
+		pauseCmd(), resumeCmd(), psCmd(), eventsCmd(), updateCmd())
 	return root
 }
 

@@ -65,11 +65,24 @@ type Stats struct {
 // xattrs, times, hardlinks, symlinks and device nodes are kept; whiteouts are converted to
 // overlayfs' form. On error dest holds a partial layer that the caller must discard.
 func Unpack(r io.Reader, dest string) (Stats, error) {
+	return UnpackWith(r, dest, Options{})
+}
+
+// Options tunes UnpackWith.
+type Options struct {
+	// ApplyWhiteouts deletes what whiteouts name (and empties opaque directories) instead
+	// of recording them, for flattening layers onto one tree that already holds the layers
+	// below. Whiteouts may come in OCI form or, from Tar of a layer directory, as such.
+	ApplyWhiteouts bool
+}
+
+// UnpackWith is Unpack with options.
+func UnpackWith(r io.Reader, dest string, opts Options) (Stats, error) {
 	root, err := unix.Open(dest, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return Stats{}, fmt.Errorf("open layer directory %s: %w", dest, err)
 	}
-	u := &unpacker{root: root, dest: dest, parentFd: -1}
+	u := &unpacker{root: root, dest: dest, parentFd: -1, opts: opts}
 	defer u.close()
 
 	tr := tar.NewReader(r)
@@ -103,6 +116,7 @@ type dirTimes struct {
 }
 
 type unpacker struct {
+	opts  Options
 	root  int
 	dest  string
 	stats Stats
@@ -426,6 +440,9 @@ func (u *unpacker) whiteout(hdr *tar.Header, dir, base string) error {
 	if err != nil {
 		return err
 	}
+	if base == whiteoutOpaque && u.opts.ApplyWhiteouts {
+		return u.emptyDir(pfd, dir)
+	}
 	if base == whiteoutOpaque {
 		if err := unix.Fsetxattr(pfd, OverlayOpaqueXattr, []byte("y"), 0); err != nil {
 			return fmt.Errorf("mark %s opaque in layer %s: %w", dir, u.dest, err)
@@ -442,8 +459,31 @@ func (u *unpacker) whiteout(hdr *tar.Header, dir, base string) error {
 	if _, err := u.removeExisting(pfd, name, false); err != nil {
 		return err
 	}
+	if u.opts.ApplyWhiteouts {
+		return nil
+	}
 	if err := unix.Mknodat(pfd, name, unix.S_IFCHR, 0); err != nil {
 		return fmt.Errorf("whiteout %s/%s in layer %s: %w", dir, name, u.dest, err)
+	}
+	return nil
+}
+
+// emptyDir removes everything inside the directory pfd (an opaque directory's lower contents).
+func (u *unpacker) emptyDir(pfd int, rel string) error {
+	d, err := unix.Openat(pfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s in %s: %w", rel, u.dest, err)
+	}
+	f := os.NewFile(uintptr(d), rel)
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("read %s in %s: %w", rel, u.dest, err)
+	}
+	for _, n := range names {
+		if err := RemoveAllAt(pfd, n); err != nil {
+			return fmt.Errorf("empty opaque directory %s in %s: %w", rel, u.dest, err)
+		}
 	}
 	return nil
 }

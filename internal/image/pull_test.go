@@ -232,3 +232,5 @@ func lstatMode(t *testing.T, p string) uint32 {
 	}
 	return st.Mode
 }
+
+func sha256sum(b []byte) [32]byte { return sha256.Sum256(b) }

@@ -439,6 +439,23 @@ func (s *Store) register(img *Image, names []string) (*Image, error) {
 		for _, n := range names {
 			db.Tags[n] = key
 		}
+		// Another manifest for the same config (the same image, differently compressed)
+		// that this one just took the last name from would linger as a dangling twin with
+		// the same ID; Docker knows one image per ID, so fold it in.
+		named := map[string]bool{}
+		for _, dg := range db.Tags {
+			named[dg] = true
+		}
+		for dg, other := range db.Images {
+			if dg != key && other.ID == cur.ID && !named[dg] {
+				for _, rd := range other.RepoDigests {
+					if !contains(cur.RepoDigests, rd) {
+						cur.RepoDigests = append(cur.RepoDigests, rd)
+					}
+				}
+				delete(db.Images, dg)
+			}
+		}
 		out = cur
 		return nil
 	})

@@ -181,7 +181,7 @@ func Layer(t testing.TB, tarData []byte, comp string) v1.Layer {
 			l = &uncompressedLayer{Layer: l, data: tarData}
 		}
 	default:
-		l, err = tarball.LayerFromOpener(opener)
+		l, err = tarball.LayerFromOpener(opener, tarball.WithMediaType(types.OCILayer))
 	}
 	if err != nil {
 		t.Fatal(err)

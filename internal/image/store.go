@@ -163,13 +163,19 @@ func unlock(f *os.File) {
 func (s *Store) writerLock() (*os.File, error) { return s.lock("gc.lock", unix.LOCK_SH) }
 
 func writeFileAtomic(s *Store, path string, data []byte) error {
+	return writeFile(s, path, data, true)
+}
+
+// writeFile writes data to path through a temporary file and a rename, so readers see the
+// old or the new content, never a mix; with sync the data is on disk before the rename.
+func writeFile(s *Store, path string, data []byte, sync bool) error {
 	f, err := os.CreateTemp(filepath.Join(s.dir, "ingest"), "meta-")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -507,7 +513,9 @@ func (s *Store) Lease(key string, img *Image) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s, filepath.Join(s.dir, "leases", key+".json"), b)
+	// Not synced: a lease is as durable as the snapshot directory it goes with, and Prepare
+	// is on the container start path.
+	return writeFile(s, filepath.Join(s.dir, "leases", key+".json"), b, false)
 }
 
 // Release drops the lease key; removing a lease that does not exist is not an error.

@@ -31,14 +31,14 @@ func TestHostileLayersRefused(t *testing.T) {
 	up := "../../../../../../../../../../../../../../../.."
 
 	cases := map[string][]imagetest.File{
-		"traversal": {{Name: up + newName, Body: []byte("x")}},
+		"traversal":           {{Name: up + newName, Body: []byte("x")}},
 		"traversal overwrite": {{Name: up + victim, Body: []byte("pwned")}},
 		"symlink then write": {
 			{Name: "escape", Type: tar.TypeSymlink, Link: victimDir},
 			{Name: "escape/planted", Body: []byte("x")},
 		},
 		"relative symlink out": {{Name: "etc/", Type: tar.TypeDir}, {Name: "etc/up", Type: tar.TypeSymlink, Link: "../../x"}},
-		"hardlink out": {{Name: "h", Type: tar.TypeLink, Link: up + victim}},
+		"hardlink out":         {{Name: "h", Type: tar.TypeLink, Link: up + victim}},
 		"hardlink via symlink": {
 			{Name: "d", Type: tar.TypeSymlink, Link: victimDir},
 			{Name: "h", Type: tar.TypeLink, Link: "d/victim"},

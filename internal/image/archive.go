@@ -229,7 +229,7 @@ func extractArchive(r io.Reader, dir string) (*extracted, error) {
 		}
 		name := path.Clean(strings.TrimPrefix(hdr.Name, "/"))
 		switch hdr.Typeflag {
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg:
 			p := filepath.Join(dir, fmt.Sprint(n))
 			n++
 			f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)

@@ -39,18 +39,17 @@ func (s *Store) Inspect(img *Image) (*InspectInfo, error) {
 		return nil, err
 	}
 	in := &InspectInfo{
-		ID:            img.ID.String(),
-		RepoTags:      []string{},
-		RepoDigests:   []string{},
-		Created:       cf.Created.UTC().Format(time.RFC3339Nano),
-		DockerVersion: cf.DockerVersion,
-		Author:        cf.Author,
-		Config:        cf.Config,
-		Architecture:  cf.Architecture,
-		Variant:       cf.Variant,
-		Os:            cf.OS,
-		Size:          img.Size,
-		Digest:        img.Digest.String(),
+		ID:           img.ID.String(),
+		RepoTags:     []string{},
+		RepoDigests:  []string{},
+		Created:      cf.Created.UTC().Format(time.RFC3339Nano),
+		Author:       cf.Author,
+		Config:       cf.Config,
+		Architecture: cf.Architecture,
+		Variant:      cf.Variant,
+		Os:           cf.OS,
+		Size:         img.Size,
+		Digest:       img.Digest.String(),
 	}
 	for _, n := range img.Names {
 		in.RepoTags = append(in.RepoTags, FamiliarName(n))

@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-containers/berth/internal/image"
 	"github.com/berth-containers/berth/internal/image/imagetest"
@@ -223,14 +222,6 @@ func TestConcurrentPullsShareContent(t *testing.T) {
 	if out := runIn(t, s, imgs[0], "c", "cat /etc/hostname"); out != "berth-test\n" {
 		t.Errorf("rootfs after concurrent pulls: %q", out)
 	}
-}
-
-func lstatMode(t *testing.T, p string) uint32 {
-	var st unix.Stat_t
-	if err := unix.Lstat(p, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Mode
 }
 
 func sha256sum(b []byte) [32]byte { return sha256.Sum256(b) }

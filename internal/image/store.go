@@ -29,7 +29,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -616,8 +615,6 @@ func shortID(h v1.Hash) string {
 	}
 	return h.Hex[:12]
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func statBlocks(fi os.FileInfo) int64 {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {

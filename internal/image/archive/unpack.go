@@ -291,7 +291,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		u.dirs = append(u.dirs, dirTimes{rel: rel, hdr: hdr})
 		return nil
 
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeGNUSparse:
 		if _, err := u.removeExisting(pfd, base, false); err != nil {
 			return err
 		}

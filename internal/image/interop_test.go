@@ -231,3 +231,25 @@ func TestPushToRegistry(t *testing.T) {
 		t.Errorf("round trip changed the manifest: %s vs %s", got.Digest, dg)
 	}
 }
+
+// TestInsecureRegistry pulls from a plain-HTTP registry on 127.0.0.2, which is not assumed
+// to speak HTTP: refused by default, allowed by --tls-verify=false, --insecure-registry and
+// the root's registries.json.
+func TestInsecureRegistry(t *testing.T) {
+	reg := imagetest.StartRegistryOn(t, "127.0.0.2", "")
+	img := imagetest.Image(t, imagetest.BusyboxLayers(t)[:1], imagetest.HostPlatform())
+	imagetest.Push(t, reg.Ref("ins/bb:1"), img)
+	ref := reg.Ref("ins/bb:1")
+
+	root := t.TempDir()
+	if _, errOut, err := berthRun(root, nil, "pull", "-q", ref); err == nil || !strings.Contains(errOut, "https://"+reg.Addr) {
+		t.Errorf("pull over HTTPS from a plain-HTTP registry: %v %q", err, errOut)
+	}
+	berth(t, root, "pull", "-q", "--tls-verify=false", ref)
+	berth(t, t.TempDir(), "pull", "-q", "--insecure-registry", reg.Addr, ref)
+	root3 := t.TempDir()
+	os.WriteFile(filepath.Join(root3, "registries.json"), []byte(`{"insecure-registries": ["`+reg.Addr+`"]}`), 0o644)
+	berth(t, root3, "pull", "-q", ref)
+	berth(t, root3, "tag", ref, reg.Ref("ins/copy:2"))
+	berth(t, root3, "push", "-q", reg.Ref("ins/copy:2"))
+}

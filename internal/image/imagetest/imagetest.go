@@ -66,9 +66,16 @@ type Registry struct {
 // that turns on basic authentication.
 func StartRegistry(t testing.TB, htpasswd string) *Registry {
 	t.Helper()
+	return StartRegistryOn(t, "127.0.0.1", htpasswd)
+}
+
+// StartRegistryOn is StartRegistry on another loopback address (127.0.0.2 is not one that
+// clients treat as plain-HTTP by default).
+func StartRegistryOn(t testing.TB, host, htpasswd string) *Registry {
+	t.Helper()
 	bin := Need(t, "docker-registry")
 	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,414 @@
+// Package snapshot turns an image into a container's root filesystem.
+//
+// A snapshot is an overlayfs stack: the image's unpacked layers (shared, read-only) as lower
+// directories and a private upper and work directory per container. Preparing one creates
+// three empty directories and a small record, so it costs well under a millisecond and copies
+// no image data. Where overlayfs cannot be used, the copy driver flattens the layers into a
+// private directory instead (slow, but correct).
+//
+// Preparing does not mount. The engine either
+//   - mounts it itself where it wants, e.g. in the container's mount namespace: OCIMount
+//     gives a specs.Mount whose Type, Source and Options go straight to mount(2)
+//     (MountOptions alone when only the data string is wanted), or Mount(target) does it; or
+//   - calls Mount("") to mount it on the host at Snapshot.Rootfs and uses that path as the
+//     OCI spec's root.path, calling Unmount (or just Remove, which unmounts) afterwards.
+//
+// For the copy driver Rootfs is already the populated tree: OCIMount returns a bind mount of
+// it and Mount is a no-op.
+package snapshot
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-containers/berth/internal/image"
+	"github.com/berth-containers/berth/internal/image/archive"
+)
+
+// Driver is how a snapshot presents its layers.
+type Driver string
+
+const (
+	// Overlay stacks the layers with overlayfs under a private upper directory.
+	Overlay Driver = "overlay"
+	// Copy flattens the layers into a private directory.
+	Copy Driver = "copy"
+)
+
+// maxMountData is what mount(2) accepts as option data: one page, NUL included.
+const maxMountData = 4095
+
+// Snapshot is a prepared root filesystem.
+type Snapshot struct {
+	Key     string  `json:"key"`
+	Driver  Driver  `json:"driver"`
+	ImageID v1.Hash `json:"imageID"` // the image's config digest
+	Image   v1.Hash `json:"image"`   // the image's manifest digest
+	// Dir holds everything private to the snapshot.
+	Dir string `json:"dir"`
+	// Lower are overlay's lower directories, topmost first (overlay's order).
+	Lower []string `json:"lower,omitempty"`
+	// Upper and Work are overlay's upper and work directories.
+	Upper string `json:"upper,omitempty"`
+	Work  string `json:"work,omitempty"`
+	// Rootfs is the mountpoint for Mount (overlay) or the flattened tree (copy).
+	Rootfs string `json:"rootfs"`
+}
+
+// Snapshotter creates and removes snapshots under <root>/snapshots.
+type Snapshotter struct {
+	store  *image.Store
+	dir    string
+	driver Driver
+}
+
+var keyRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// New returns a snapshotter for the store's root, using overlayfs when the kernel and the
+// filesystem under the root support it and copying otherwise.
+func New(store *image.Store) (*Snapshotter, error) {
+	sn := &Snapshotter{store: store, dir: filepath.Join(store.Root(), "snapshots")}
+	if err := os.MkdirAll(sn.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create snapshot directory: %w", err)
+	}
+	sn.driver = sn.detect()
+	return sn, nil
+}
+
+// NewWithDriver is New with the driver chosen by the caller.
+func NewWithDriver(store *image.Store, d Driver) (*Snapshotter, error) {
+	if d != Overlay && d != Copy {
+		return nil, fmt.Errorf("unknown snapshot driver %q", d)
+	}
+	sn, err := New(store)
+	if err != nil {
+		return nil, err
+	}
+	sn.driver = d
+	return sn, nil
+}
+
+// Driver is the driver Prepare uses.
+func (sn *Snapshotter) Driver() Driver { return sn.driver }
+
+var probeCache sync.Map // snapshot dir -> Driver
+
+// detect tries one overlay mount under the snapshot directory (the filesystem that will hold
+// upper directories matters, not only the kernel) and remembers the answer for the process
+// and, keyed by kernel release, on disk.
+func (sn *Snapshotter) detect() Driver {
+	if d, ok := probeCache.Load(sn.dir); ok {
+		return d.(Driver)
+	}
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	release := unix.ByteSliceToString(uts.Release[:])
+	cache := filepath.Join(sn.dir, ".driver")
+	if b, err := os.ReadFile(cache); err == nil {
+		if d, rel, ok := strings.Cut(strings.TrimSpace(string(b)), " "); ok && rel == release {
+			probeCache.Store(sn.dir, Driver(d))
+			return Driver(d)
+		}
+	}
+	d := Copy
+	if probeOverlay(sn.dir) == nil {
+		d = Overlay
+	}
+	os.WriteFile(cache, []byte(string(d)+" "+release+"\n"), 0o600)
+	probeCache.Store(sn.dir, d)
+	return d
+}
+
+func probeOverlay(dir string) error {
+	p, err := os.MkdirTemp(dir, ".probe-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(p)
+	for _, d := range []string{"l", "u", "w", "m"} {
+		if err := os.Mkdir(filepath.Join(p, d), 0o755); err != nil {
+			return err
+		}
+	}
+	m := filepath.Join(p, "m")
+	data := fmt.Sprintf("lowerdir=%s/l,upperdir=%s/u,workdir=%s/w", p, p, p)
+	if err := unix.Mount("overlay", m, "overlay", 0, data); err != nil {
+		return err
+	}
+	return unix.Unmount(m, unix.MNT_DETACH)
+}
+
+func (sn *Snapshotter) path(key string) string { return filepath.Join(sn.dir, key) }
+
+// Prepare creates the snapshot key for img. The key must be new; it becomes the name of the
+// snapshot's directory. The image's layers stay in the store (whatever rmi or prune do)
+// until Remove.
+func (sn *Snapshotter) Prepare(key string, img *image.Image) (*Snapshot, error) {
+	if !keyRe.MatchString(key) {
+		return nil, fmt.Errorf("invalid snapshot key %q: use 1-128 letters, digits, '_', '.', '-'", key)
+	}
+	dir := sn.path(key)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("snapshot %s already exists", key)
+		}
+		return nil, fmt.Errorf("create snapshot %s: %w", key, err)
+	}
+	s := &Snapshot{Key: key, Driver: sn.driver, ImageID: img.ID, Image: img.Digest, Dir: dir, Rootfs: filepath.Join(dir, "rootfs")}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(dir)
+			sn.store.Release(key)
+		}
+	}()
+	if err := sn.store.Lease(key, img); err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", key, err)
+	}
+	layers, err := sn.store.LayerPaths(img)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", key, err)
+	}
+	if err := os.Mkdir(s.Rootfs, 0o755); err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", key, err)
+	}
+	switch sn.driver {
+	case Overlay:
+		s.Upper, s.Work = filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+		for _, d := range []string{s.Upper, s.Work} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				return nil, fmt.Errorf("snapshot %s: %w", key, err)
+			}
+		}
+		for i := len(layers) - 1; i >= 0; i-- {
+			s.Lower = append(s.Lower, layers[i])
+		}
+		if len(s.Lower) == 0 {
+			// overlayfs needs a lower directory; an image without layers gets an empty one.
+			empty := filepath.Join(dir, "empty")
+			if err := os.Mkdir(empty, 0o755); err != nil {
+				return nil, fmt.Errorf("snapshot %s: %w", key, err)
+			}
+			s.Lower = []string{empty}
+		}
+	case Copy:
+		for i, l := range img.Layers {
+			if err := flatten(sn.store.LayerDir(l), s.Rootfs); err != nil {
+				return nil, fmt.Errorf("snapshot %s: copy layer %d (%s): %w", key, i, l, err)
+			}
+		}
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "snapshot.json"), b, 0o600); err != nil {
+		return nil, fmt.Errorf("snapshot %s: write record: %w", key, err)
+	}
+	ok = true
+	return s, nil
+}
+
+// flatten applies one layer directory onto dst, carrying out its whiteouts.
+func flatten(layer, dst string) error {
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(archive.Tar(pw, layer, archive.TarOptions{OverlayWhiteouts: true}))
+	}()
+	_, err := archive.UnpackWith(pr, dst, archive.Options{ApplyWhiteouts: true})
+	pr.CloseWithError(io.ErrClosedPipe)
+	return err
+}
+
+// Get returns the snapshot key.
+func (sn *Snapshotter) Get(key string) (*Snapshot, error) {
+	if !keyRe.MatchString(key) {
+		return nil, fmt.Errorf("invalid snapshot key %q", key)
+	}
+	b, err := os.ReadFile(filepath.Join(sn.path(key), "snapshot.json"))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", key, err)
+	}
+	var s Snapshot
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("snapshot %s: bad record: %w", key, err)
+	}
+	return &s, nil
+}
+
+// List returns every snapshot's key.
+func (sn *Snapshotter) List() ([]string, error) {
+	ents, err := os.ReadDir(sn.dir)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	var keys []string
+	for _, e := range ents {
+		if e.IsDir() && keyRe.MatchString(e.Name()) {
+			keys = append(keys, e.Name())
+		}
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// Remove unmounts the snapshot's rootfs if it is mounted, deletes its private directories
+// and lets go of its image's layers. Removing a snapshot that does not exist is not an error.
+func (sn *Snapshotter) Remove(key string) error {
+	if !keyRe.MatchString(key) {
+		return fmt.Errorf("invalid snapshot key %q", key)
+	}
+	dir := sn.path(key)
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return sn.store.Release(key)
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	for {
+		// Every mount stacked there goes (a container's rootfs can be mounted more than once).
+		if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil {
+			if err != unix.EINVAL && err != unix.ENOENT {
+				return fmt.Errorf("snapshot %s: unmount %s: %w", key, rootfs, err)
+			}
+			break
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("snapshot %s: remove %s: %w", key, dir, err)
+	}
+	return sn.store.Release(key)
+}
+
+// MountOptions are the overlay options (lowerdir, upperdir, workdir) as mount(2) takes them
+// after joining with commas, or nil for the copy driver.
+func (s *Snapshot) MountOptions() []string {
+	if s.Driver != Overlay {
+		return nil
+	}
+	return []string{
+		"lowerdir=" + strings.Join(s.Lower, ":"),
+		"upperdir=" + s.Upper,
+		"workdir=" + s.Work,
+	}
+}
+
+// OCIMount is the snapshot as an OCI mount at dest (usually "/"): type overlay with
+// MountOptions, or for the copy driver a recursive bind of Rootfs. It fails when the options
+// exceed the page mount(2) accepts (about 90 layers); Mount has no such limit.
+func (s *Snapshot) OCIMount(dest string) (specs.Mount, error) {
+	if s.Driver != Overlay {
+		return specs.Mount{Destination: dest, Type: "bind", Source: s.Rootfs, Options: []string{"rbind"}}, nil
+	}
+	opts := s.MountOptions()
+	if n := len(strings.Join(opts, ",")); n > maxMountData {
+		return specs.Mount{}, fmt.Errorf("snapshot %s: overlay options are %d bytes, more than mount(2) takes; mount with Mount instead", s.Key, n)
+	}
+	return specs.Mount{Destination: dest, Type: "overlay", Source: "overlay", Options: opts}, nil
+}
+
+// Mount mounts the snapshot at target (Rootfs when empty) in the caller's mount namespace.
+// Options too long for mount(2) go through the new mount API, one lower layer at a time.
+func (s *Snapshot) Mount(target string) error {
+	if s.Driver != Overlay {
+		return nil
+	}
+	if target == "" {
+		target = s.Rootfs
+	}
+	data := strings.Join(s.MountOptions(), ",")
+	if len(data) <= maxMountData {
+		if err := unix.Mount("overlay", target, "overlay", 0, data); err != nil {
+			return fmt.Errorf("snapshot %s: mount overlay at %s: %w", s.Key, target, err)
+		}
+		return nil
+	}
+	return s.mountFS(target)
+}
+
+func (s *Snapshot) mountFS(target string) error {
+	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("snapshot %s: fsopen overlay: %w", s.Key, err)
+	}
+	defer unix.Close(fd)
+	// lowerdir+ appends in lowerdir's order: topmost first.
+	for _, l := range s.Lower {
+		if err := unix.FsconfigSetString(fd, "lowerdir+", l); err != nil {
+			return fmt.Errorf("snapshot %s: overlay lowerdir+ %s: %w", s.Key, l, err)
+		}
+	}
+	for k, v := range map[string]string{"upperdir": s.Upper, "workdir": s.Work} {
+		if err := unix.FsconfigSetString(fd, k, v); err != nil {
+			return fmt.Errorf("snapshot %s: overlay %s=%s: %w", s.Key, k, v, err)
+		}
+	}
+	if err := unix.FsconfigCreate(fd); err != nil {
+		return fmt.Errorf("snapshot %s: create overlay: %w", s.Key, err)
+	}
+	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("snapshot %s: fsmount overlay: %w", s.Key, err)
+	}
+	defer unix.Close(mfd)
+	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("snapshot %s: move overlay mount to %s: %w", s.Key, target, err)
+	}
+	return nil
+}
+
+// Unmount detaches the snapshot mounted at target (Rootfs when empty).
+func (s *Snapshot) Unmount(target string) error {
+	if s.Driver != Overlay {
+		return nil
+	}
+	if target == "" {
+		target = s.Rootfs
+	}
+	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("snapshot %s: unmount %s: %w", s.Key, target, err)
+	}
+	return nil
+}
+
+// Export writes the snapshot's filesystem as the container sees it (image layers plus its
+// changes) to w as a tar stream: `berth export`. An overlay snapshot is mounted read-only in
+// a private place for the duration.
+func (sn *Snapshotter) Export(key string, w io.Writer) error {
+	s, err := sn.Get(key)
+	if err != nil {
+		return err
+	}
+	if s.Driver != Overlay {
+		return archive.Tar(w, s.Rootfs, archive.TarOptions{})
+	}
+	tmp, err := os.MkdirTemp(s.Dir, ".export-")
+	if err != nil {
+		return fmt.Errorf("export %s: %w", key, err)
+	}
+	defer os.Remove(tmp)
+	// Read-only and without the upper's work dir: the lowers are the upper on top of the
+	// image layers, so a running container's mount is not disturbed.
+	data := "lowerdir=" + strings.Join(append([]string{s.Upper}, s.Lower...), ":")
+	if err := unix.Mount("overlay", tmp, "overlay", unix.MS_RDONLY, data); err != nil {
+		return fmt.Errorf("export %s: mount: %w", key, err)
+	}
+	defer unix.Unmount(tmp, unix.MNT_DETACH)
+	return archive.Tar(w, tmp, archive.TarOptions{})
+}
+
+// ExportDir writes the tree under dir to w as a tar stream (for directories the engine
+// already has mounted).
+func ExportDir(w io.Writer, dir string) error {
+	return archive.Tar(w, dir, archive.TarOptions{})
+}

@@ -477,8 +477,10 @@ func (r *Root) readonly(path string) error {
 // read-only paths name kernel filesystems, where a symlink can only be an attack.
 func (r *Root) openNoFollow(path string) (*os.File, error) {
 	rel := strings.TrimPrefix(filepath.Clean("/"+path), "/")
+	// Without O_NOFOLLOW, RESOLVE_NO_SYMLINKS refuses a trailing symlink too (with it,
+	// O_PATH would quietly open the symlink itself).
 	fd, err := unix.Openat2(int(r.root.Fd()), rel, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_CLOEXEC | unix.O_NOFOLLOW,
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 	})
 	if err != nil {

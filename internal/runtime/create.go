@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-containers/berth/internal/cgroups"
 	"github.com/berth-containers/berth/internal/namespaces"
+	"github.com/berth-containers/berth/internal/security/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -47,12 +48,17 @@ type initConfig struct {
 	Creates      uintptr           `json:"creates"`
 	UserNS       bool              `json:"userns"`
 	CgroupPaths  map[string]string `json:"cgroupPaths"`
+	Seccomp      *seccompProgram   `json:"seccomp,omitempty"`
+	// HostPid is the init's pid as the host sees it, for the seccomp listener's state.
+	HostPid int `json:"hostPid"`
 }
 
-// initReply is the init's answer: ready, or why not.
+// initReply is the init's answer: ready, or why not. A reply with Listener set carries the
+// seccomp listener fd and is followed by another reply.
 type initReply struct {
 	Error    string   `json:"error,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
+	Listener bool     `json:"listener,omitempty"`
 }
 
 // Create sets the container up and leaves its init waiting for Start.
@@ -81,6 +87,13 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 	if o.PreserveFDs < 0 {
 		return fmt.Errorf("container %s: --preserve-fds %d is negative", id, o.PreserveFDs)
 	}
+	if err := checkLSM(spec); err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	filter, err := compileSeccomp(spec.Linux.Seccomp)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
 	cg, err := cgroups.New(cgroups.Config{ID: id, Path: spec.Linux.CgroupsPath, Resources: effectiveResources(spec)})
 	if err != nil {
 		return fmt.Errorf("container %s: cgroup: %w", id, err)
@@ -100,7 +113,7 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 	if err != nil {
 		return err
 	}
-	c := &creation{r: r, h: h, rec: rec, spec: spec, plan: plan, cg: cg, opts: o}
+	c := &creation{r: r, h: h, rec: rec, spec: spec, plan: plan, cg: cg, opts: o, seccomp: filter}
 	defer func() {
 		if err != nil {
 			c.abort()
@@ -113,15 +126,16 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 
 // creation is one create in progress; abort undoes whatever it did.
 type creation struct {
-	r     *Runtime
-	h     *handle
-	rec   *Record
-	spec  *specs.Spec
-	plan  *namespaces.Plan
-	cg    cgroups.Manager
-	opts  CreateOpts
-	child *os.Process
-	sock  *os.File
+	r       *Runtime
+	h       *handle
+	rec     *Record
+	spec    *specs.Spec
+	plan    *namespaces.Plan
+	cg      cgroups.Manager
+	opts    CreateOpts
+	child   *os.Process
+	sock    *os.File
+	seccomp *seccompProgram
 }
 
 func (c *creation) run() error {
@@ -179,7 +193,7 @@ func (c *creation) run() error {
 		ID: c.rec.ID, Spec: c.spec, Bundle: c.rec.Bundle, Rootfs: c.rec.Rootfs,
 		NoPivot: c.opts.NoPivot, NoNewKeyring: c.opts.NoNewKeyring, PreserveFDs: c.opts.PreserveFDs,
 		FifoFD: len(files), ConsoleFD: -1, Creates: c.plan.Create,
-		UserNS: c.plan.Has(specs.UserNamespace), CgroupPaths: c.cg.Paths(),
+		UserNS: c.plan.Has(specs.UserNamespace), CgroupPaths: c.cg.Paths(), Seccomp: c.seccomp,
 	}
 	files = append(files, fifoFile)
 	if console != nil {
@@ -196,13 +210,20 @@ func (c *creation) run() error {
 		defer unix.Close(cgfd)
 		sys.UseCgroupFD, sys.CgroupFD = true, cgfd
 	}
-	c.child, err = os.StartProcess(c.r.exe(), []string{"berth-runtime", "init"}, &os.ProcAttr{
+	exe, err := c.r.sealedExe()
+	if err != nil {
+		return err
+	}
+	defer exe.Close()
+	// execve of /proc/self/fd/N runs the sealed file itself (the descriptor closes on exec,
+	// after the kernel has resolved it).
+	c.child, err = os.StartProcess(fmt.Sprintf("/proc/self/fd/%d", exe.Fd()), []string{"berth-runtime", "init"}, &os.ProcAttr{
 		Env:   []string{"_BERTH_INITPIPE=" + strconv.Itoa(sockFD), "GOMAXPROCS=1", "GOGC=off"},
 		Files: files,
 		Sys:   sys,
 	})
 	if err != nil {
-		return fmt.Errorf("start init %s: %w", c.r.exe(), err)
+		return fmt.Errorf("start init from %s: %w", c.r.exe(), err)
 	}
 	childSock.Close()
 	if !useFD {
@@ -228,6 +249,7 @@ func (c *creation) run() error {
 		return fmt.Errorf("init %d vanished: %w", pid, err)
 	}
 	c.rec.Pid, c.rec.InitStartTime = pid, start
+	ic.HostPid = pid
 	if err := c.h.write(c.rec); err != nil {
 		return err
 	}
@@ -244,8 +266,18 @@ func (c *creation) run() error {
 		return fmt.Errorf("send configuration to init: %w", err)
 	}
 	var reply initReply
-	if err := readFrame(c.sock, &reply); err != nil {
-		return fmt.Errorf("init did not report ready: %w", err)
+	for {
+		reply = initReply{}
+		fds, err := readFrameFDs(c.sock, &reply)
+		if err != nil {
+			return fmt.Errorf("init did not report ready: %w", err)
+		}
+		if !reply.Listener {
+			break
+		}
+		if err := c.forwardListener(fds); err != nil {
+			return err
+		}
 	}
 	for _, w := range reply.Warnings {
 		c.r.warn("container %s: %s", c.rec.ID, w)
@@ -313,6 +345,28 @@ func (c *creation) childFailed(err error) error {
 	return err
 }
 
+// forwardListener sends the seccomp listener fd, which the init installed its filter with
+// before reporting ready, to linux.seccomp.listenerPath (the init can no longer reach host
+// paths).
+func (c *creation) forwardListener(fds []int) error {
+	for _, fd := range fds {
+		defer unix.Close(fd)
+	}
+	if len(fds) != 1 || c.seccomp == nil {
+		return fmt.Errorf("init sent %d descriptors for the seccomp listener, want 1", len(fds))
+	}
+	st := specs.ContainerProcessState{
+		Metadata: c.seccomp.ListenerMetadata,
+		State: specs.State{Version: specs.Version, ID: c.rec.ID, Status: specs.StateCreating,
+			Pid: c.rec.Pid, Bundle: c.rec.Bundle, Annotations: c.rec.Annotations},
+		Pid: c.rec.Pid,
+	}
+	if err := seccomp.SendListener(c.seccomp.ListenerPath, fds[0], st); err != nil {
+		return fmt.Errorf("linux.seccomp.listenerPath %s: %w", c.seccomp.ListenerPath, err)
+	}
+	return nil
+}
+
 func writeIDMaps(pid int, l *specs.Linux) error {
 	for _, m := range []struct {
 		file string
@@ -372,6 +426,42 @@ func writeFrame(w io.Writer, v any) error {
 	buf := binary.NativeEndian.AppendUint32(make([]byte, 0, 4+len(b)), uint32(len(b)))
 	_, err = w.Write(append(buf, b...))
 	return err
+}
+
+// readFrameFDs reads one frame from a unix socket, with the descriptors sent along with it.
+func readFrameFDs(sock *os.File, v any) ([]int, error) {
+	var hdr [4]byte
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	n, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), hdr[:], oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	if oobn > 0 {
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for i := range msgs {
+			if got, err := unix.ParseUnixRights(&msgs[i]); err == nil {
+				fds = append(fds, got...)
+			}
+		}
+	}
+	if n == 0 {
+		return fds, errors.New("init exited without a word")
+	}
+	if n < 4 {
+		if _, err := io.ReadFull(sock, hdr[n:]); err != nil {
+			return fds, err
+		}
+	}
+	size := binary.NativeEndian.Uint32(hdr[:])
+	if size > 64<<20 {
+		return fds, fmt.Errorf("frame of %d bytes is too large", size)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(sock, b); err != nil {
+		return fds, err
+	}
+	return fds, json.Unmarshal(b, v)
 }
 
 func readFrame(rd io.Reader, v any) error {

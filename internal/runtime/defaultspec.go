@@ -3,6 +3,7 @@ package runtime
 import (
 	"os"
 
+	"github.com/berth-containers/berth/internal/security/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -63,6 +64,7 @@ func DefaultSpec(rootless bool) *specs.Spec {
 				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
 				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
 			},
+			Seccomp:       seccomp.DefaultProfile(),
 			MaskedPaths:   append([]string(nil), DefaultMaskedPaths...),
 			ReadonlyPaths: append([]string(nil), DefaultReadonlyPaths...),
 		},

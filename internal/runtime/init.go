@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +13,9 @@ import (
 
 	"github.com/berth-containers/berth/internal/rootfs"
 	"github.com/berth-containers/berth/internal/security"
+	"github.com/berth-containers/berth/internal/security/landlock"
+	"github.com/berth-containers/berth/internal/security/lsm"
+	"github.com/berth-containers/berth/internal/security/seccomp"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -65,6 +70,11 @@ func (in *initProcess) run() error {
 		if _, err := unix.KeyctlJoinSessionKeyring("_ses." + in.cfg.ID); err != nil && !errors.Is(err, unix.ENOSYS) {
 			return fmt.Errorf("join a new session keyring: %w", err)
 		}
+	}
+	// LSM labels apply at the next execve, which is the user's program; set through the
+	// host's /proc before pivot_root.
+	if err := lsm.ApplyProcessLabel(proc.ApparmorProfile, proc.SelinuxLabel); err != nil {
+		return err
 	}
 	// Sysctls go through the host's /proc before pivot_root: /proc/sys shows the namespaces
 	// of the writer, and nothing in the image can redirect these writes.
@@ -131,6 +141,32 @@ func (in *initProcess) run() error {
 		return fmt.Errorf("close_range: %w", err)
 	}
 	cwdErr := enterCwd(proc.Cwd)
+	ll, err := landlock.FromAnnotations(spec.Annotations)
+	if err != nil {
+		return err
+	}
+	if ll != nil {
+		// Needs CAP_SYS_ADMIN (or no_new_privs), which the init still has here.
+		if _, err := ll.Apply(); err != nil {
+			return fmt.Errorf("annotation %s: %w", landlock.Annotation, err)
+		}
+	}
+	// seccomp goes in as late as it can: right before execve when no_new_privs allows it
+	// without privileges; otherwise while CAP_SYS_ADMIN is still held (so the profile must
+	// allow the credential calls that follow, as Docker's does); and before ready when the
+	// listener fd must reach the parent.
+	var filter *seccomp.Filter
+	if in.cfg.Seccomp != nil {
+		if filter, err = in.cfg.Seccomp.filter(); err != nil {
+			return err
+		}
+	}
+	late := filter != nil && proc.NoNewPrivileges && !in.cfg.Seccomp.Notify
+	if filter != nil && !proc.NoNewPrivileges {
+		if err := in.installSeccomp(filter); err != nil {
+			return err
+		}
+	}
 	if err := caps.DropBounding(); err != nil {
 		return err
 	}
@@ -151,6 +187,11 @@ func (in *initProcess) run() error {
 		if err := security.NoNewPrivs(); err != nil {
 			return err
 		}
+		if filter != nil && in.cfg.Seccomp.Notify {
+			if err := in.installSeccomp(filter); err != nil {
+				return err
+			}
+		}
 	}
 
 	if err := writeFrame(in.sock, initReply{Warnings: in.warnings}); err != nil {
@@ -169,6 +210,11 @@ func (in *initProcess) run() error {
 		}
 		break
 	}
+	if late {
+		if _, err := filter.Install(); err != nil {
+			return fmt.Errorf("linux.seccomp: %w", err)
+		}
+	}
 	// Signals Go blocked on this thread must not stay blocked in the user's program.
 	var none unix.Sigset_t
 	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &none, nil); err != nil {
@@ -176,6 +222,28 @@ func (in *initProcess) run() error {
 	}
 	if err := unix.Exec(path, proc.Args, proc.Env); err != nil {
 		return fmt.Errorf("exec %s: %w", path, err)
+	}
+	return nil
+}
+
+// installSeccomp loads the filter before ready; a listener fd goes to the parent, which
+// forwards it to listenerPath (the init can no longer reach host paths).
+func (in *initProcess) installSeccomp(f *seccomp.Filter) error {
+	fd, err := f.Install()
+	if err != nil {
+		return fmt.Errorf("linux.seccomp: %w", err)
+	}
+	if fd < 0 {
+		return nil
+	}
+	defer unix.Close(fd)
+	b, err := json.Marshal(initReply{Listener: true})
+	if err != nil {
+		return err
+	}
+	frame := append(binary.NativeEndian.AppendUint32(nil, uint32(len(b))), b...)
+	if err := unix.Sendmsg(int(in.sock.Fd()), frame, unix.UnixRights(fd), nil, 0); err != nil {
+		return fmt.Errorf("send the seccomp listener to the runtime: %w", err)
 	}
 	return nil
 }

@@ -17,7 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-var runtimeBin string
+var runtimeBin, probeBin string
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
@@ -38,6 +38,14 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build berth-runtime:", err)
+		os.Exit(1)
+	}
+	probeBin = filepath.Join(dir, "probe")
+	build = exec.Command("go", "build", "-o", probeBin, "github.com/berth-containers/berth/tests/integration/probe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build probe:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -100,6 +108,22 @@ func (b *bundle) save(t *testing.T) {
 }
 
 func (b *bundle) rootfs() string { return filepath.Join(b.Dir, "rootfs") }
+
+// addProbe puts the static probe program at /bin/probe with the given mode.
+func (b *bundle) addProbe(t *testing.T, mode os.FileMode) {
+	t.Helper()
+	data, err := os.ReadFile(probeBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(b.rootfs(), "bin", "probe")
+	if err := os.WriteFile(p, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // rt runs berth-runtime with a state root of its own and deletes whatever the test left.
 type rt struct {

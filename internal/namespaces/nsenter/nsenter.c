@@ -161,6 +161,13 @@ __attribute__((constructor)) static void berth_nsenter(void)
 
 	if (env == NULL || *env == '\0')
 		return;
+	/*
+	 * From the first instruction on, no other process without CAP_SYS_PTRACE in the host's
+	 * user namespace may open our /proc files (exe, mem, fd): the container's processes
+	 * included, when this is an exec into a running container.
+	 */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		fail("prctl PR_SET_DUMPABLE: %s", strerror(errno));
 	sockfd = atoi(env);
 	if (sockfd <= 2)
 		fail("_BERTH_INITPIPE=%s is not a usable descriptor", env);
@@ -249,8 +256,15 @@ __attribute__((constructor)) static void berth_nsenter(void)
 		if (unshare((int)(flags & ~(uint32_t)CLONE_NEWUSER)) < 0)
 			fail("unshare namespaces 0x%x: %s", flags & ~(uint32_t)CLONE_NEWUSER, strerror(errno));
 	}
-	if (offsets_len > 0)
+	if (offsets_len > 0) {
+		/* A non-dumpable process's /proc files belong to the host's root, whom a new user
+		 * namespace's root is not: be dumpable just for this write. */
+		if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+			fail("prctl PR_SET_DUMPABLE: %s", strerror(errno));
 		write_file("/proc/self/timens_offsets", offsets, offsets_len);
+		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+			fail("prctl PR_SET_DUMPABLE: %s", strerror(errno));
+	}
 	free(msg);
 
 	for (i = 0; i < njoin; i++)

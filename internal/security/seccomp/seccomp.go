@@ -608,3 +608,10 @@ func (c *compiler) cond(cd cond, fail label) {
 	}
 	a.bind(pass)
 }
+
+// FromProgram rebuilds a Filter from a program Compile made, for a process that receives
+// the compiled filter from another (the runtime compiles once, and the container's init
+// installs it).
+func FromProgram(prog []unix.SockFilter, flags uint, notify bool) *Filter {
+	return &Filter{prog: prog, flags: flags, notify: notify}
+}

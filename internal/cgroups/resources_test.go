@@ -226,6 +226,31 @@ func TestFreezeStopsAndThawRestartsCounter(t *testing.T) {
 	t.Logf("counter %s while frozen, %s after thaw", strings.TrimSpace(a), strings.TrimSpace(c))
 }
 
+func TestDestroyFrozen(t *testing.T) {
+	m := newCgroup(t, nil)
+	p := startGated(t, "sleep 1000 & sleep 1000; :")
+	if err := m.AddProc(p.pid()); err != nil {
+		t.Fatal(err)
+	}
+	p.release(t)
+	if err := m.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := m.Destroy(); err != nil {
+		t.Fatalf("Destroy of a frozen cgroup: %v", err)
+	}
+	if sig := killedBy(p.wait(t, 5*time.Second)); sig != syscall.SIGKILL {
+		t.Fatalf("frozen shell ended by %v, want SIGKILL", sig)
+	}
+	for _, d := range m.Paths() {
+		if exists(d) {
+			t.Errorf("%s left after Destroy", d)
+		}
+	}
+	t.Logf("Destroy of a frozen cgroup took %s", time.Since(start).Round(time.Microsecond))
+}
+
 // probeDevices reports, from inside the cgroup, which device accesses work.
 const probeDevices = `echo x > /dev/null 2>/dev/null && echo null-write-ok || echo null-write-denied
 head -c1 /dev/zero > /dev/null 2>&1 && echo zero-read-ok || echo zero-read-denied

@@ -457,6 +457,11 @@ func (m *manager) Destroy() error {
 	deadline := time.Now().Add(rmdirTimeout)
 	var errs []error
 	for _, d := range m.allDirs() {
+		// Most containers have no sub-cgroups: try the directory alone before listing it
+		// (a cgroup directory lists dozens of control files).
+		if err := unix.Rmdir(d); err == nil || err == unix.ENOENT {
+			continue
+		}
 		for _, sub := range subdirsBottomUp(d) {
 			if err := rmdirWait(sub, deadline); err != nil {
 				errs = append(errs, err)

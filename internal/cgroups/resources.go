@@ -679,14 +679,46 @@ func (m *manager) apply(p *plan, ensure bool) error {
 		}
 		pending = failed
 	}
-	for _, w := range p.devices {
-		if err := m.do(w); err != nil {
-			return err
-		}
+	if err := applyDevicesV1(p.devices); err != nil {
+		return err
 	}
 	if p.bpfSet {
 		if err := setDeviceFilter(m.v2dir, p.bpf); err != nil {
 			return fmt.Errorf("cgroups: linux.resources.devices: %w", err)
+		}
+	}
+	return nil
+}
+
+// applyDevicesV1 writes the v1 device rules in order. The kernel takes each write(2) as
+// one rule, so devices.allow and devices.deny are opened once each for the whole list
+// (some twenty rules for a default container).
+func applyDevicesV1(ws []write) error {
+	fds := map[string]int{}
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for _, w := range ws {
+		a := w.alts[0]
+		fd, ok := fds[a.file]
+		if !ok {
+			var err error
+			if fd, err = openRetry(w.dir+"/"+a.file, unix.O_WRONLY|unix.O_CLOEXEC); err != nil {
+				return fmt.Errorf("cgroups: %s: %w", w.field, &os.PathError{Op: "open", Path: w.dir + "/" + a.file, Err: err})
+			}
+			fds[a.file] = fd
+		}
+		for {
+			_, err := unix.Write(fd, []byte(a.value))
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("cgroups: %s: write %q to %s/%s: %w", w.field, a.value, w.dir, a.file, err)
+			}
+			break
 		}
 	}
 	return nil

@@ -46,7 +46,12 @@ type Config struct {
 	// Path is linux.cgroupsPath: absolute from each hierarchy's root, or relative to the
 	// runtime's own cgroup. Empty means the default.
 	Path string
-	// Resources is linux.resources; nil means no limits.
+	// Resources is linux.resources; nil means no limits. As in runc, a zero memory limit,
+	// reservation or swap, cpu shares, quota, period or realtime value means "not set".
+	// memory.kernel is deprecated by the spec: written on v1 where the kernel still has
+	// memory.kmem.limit_in_bytes (it ignores it since 5.16), ignored on v2. A field the
+	// layout cannot apply fails New (or Create/Update) with an error naming the field and
+	// the layout and wrapping ErrUnsupported.
 	Resources *specs.LinuxResources
 }
 
@@ -75,7 +80,8 @@ type Manager interface {
 	// Destroy kills the processes still in the cgroup and removes its directories in every
 	// hierarchy, retrying while the processes exit. Removing a cgroup that is gone is no error.
 	Destroy() error
-	// Paths maps each hierarchy (v1 subsystem name, or "" for v2) to the absolute directory.
+	// Paths maps each hierarchy (v1 subsystem name, "name=systemd", or "" for the cgroup2
+	// mount) to the absolute directory. Co-mounted subsystems (cpu,cpuacct) share one.
 	Paths() map[string]string
 	// Layout is the host layout this manager works on.
 	Layout() Layout

@@ -48,11 +48,11 @@ func SwapToV2(swap, limit int64) (int64, error) {
 	case swap == -1:
 		return -1, nil
 	case swap < -1:
-		return 0, fmt.Errorf("linux.resources.memory.swap %d is negative", swap)
+		return 0, fmt.Errorf("memory+swap limit %d is negative", swap)
 	case limit <= 0:
-		return 0, fmt.Errorf("linux.resources.memory.swap %d (memory plus swap) needs a memory limit: cgroup v2's memory.swap.max is swap alone, computed as swap - limit", swap)
+		return 0, fmt.Errorf("memory+swap limit %d needs a memory limit: cgroup v2's memory.swap.max is swap alone, computed as swap - limit", swap)
 	case swap < limit:
-		return 0, fmt.Errorf("linux.resources.memory.swap %d (memory plus swap) is lower than linux.resources.memory.limit %d", swap, limit)
+		return 0, fmt.Errorf("memory+swap limit %d is lower than the memory limit %d", swap, limit)
 	}
 	return swap - limit, nil
 }

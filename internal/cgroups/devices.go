@@ -157,6 +157,15 @@ func devicesProgram(rules []devRule) []uint64 {
 	}
 	for i := len(rules) - 1; i >= 0; i-- {
 		r := rules[i]
+		if r.typ == 'a' && r.access == accAll {
+			// A reset (type a, any numbers) decides every access: nothing before it, nor
+			// the default, can run, and the verifier rejects unreachable instructions.
+			v := int32(0)
+			if r.allow {
+				v = 1
+			}
+			return append(p, bpfInsn(opMovK, 0, 0, 0, v), bpfInsn(opExit, 0, 0, 0, 0))
+		}
 		var block []uint64
 		var jumps []int // indexes in block of jumps to the end of the block
 		skipIf := func(op uint8, reg uint8, imm int32) {

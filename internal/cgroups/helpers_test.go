@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -77,11 +76,12 @@ func busybox(t *testing.T) string {
 }
 
 // proc is a busybox shell started by a test; it waits on stdin until released, so that
-// the test can put it in a cgroup before the script runs.
+// the test can put it in a cgroup before the script runs. Its output goes to a file, not
+// a pipe: background children of the script would keep a pipe open and Wait with it.
 type proc struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	out    *lockedWriter
+	out    string
 	done   chan struct{}
 	status error
 }
@@ -93,8 +93,13 @@ func startGated(t *testing.T, script string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, stdin: stdin, out: &lockedWriter{b: &strings.Builder{}}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
+	out, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	p := &proc{cmd: cmd, stdin: stdin, out: out.Name(), done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start busybox: %v", err)
 	}
@@ -136,9 +141,8 @@ func (p *proc) wait(t *testing.T, timeout time.Duration) error {
 }
 
 func (p *proc) output() string {
-	p.out.mu.Lock()
-	defer p.out.mu.Unlock()
-	return p.out.b.String()
+	b, _ := os.ReadFile(p.out)
+	return string(b)
 }
 
 // killedBy reports the signal that ended the process, 0 if it exited.
@@ -150,17 +154,6 @@ func killedBy(err error) syscall.Signal {
 		}
 	}
 	return 0
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	b  *strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }
 
 // cgroupOf reads /proc/<pid>/cgroup into the same shape as ownCgroups.

@@ -1,7 +1,6 @@
 package cgroups
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -60,10 +59,17 @@ func readMounts() (*mounts, error) {
 func parseMounts(data []byte) (*mounts, error) {
 	m := &mounts{}
 	seen := map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
+	for len(data) > 0 {
+		var line string
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = string(data[:i]), data[i+1:]
+		} else {
+			line, data = string(data), nil
+		}
+		// Only cgroup mounts matter: skip the rest without splitting them.
+		if !strings.Contains(line, " - cgroup") {
+			continue
+		}
 		// id parent maj:min root mountpoint opts [optional...] - fstype source superopts
 		sep := strings.Index(line, " - ")
 		if sep < 0 {
@@ -104,9 +110,6 @@ func parseMounts(data []byte) (*mounts, error) {
 		}
 		seen[key] = true
 		m.v1 = append(m.v1, h)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("cgroups: parse %s: %w", mountinfoPath, err)
 	}
 	switch {
 	case m.v2 != nil && m.v2.mountpoint == "/sys/fs/cgroup":

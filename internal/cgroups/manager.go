@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -263,7 +264,7 @@ func cpusetInherit(parent, dir string) error {
 // makeV2 makes the v2 directory level by level, enabling in each parent's
 // cgroup.subtree_control the controllers in want (best effort: those the parent offers)
 // and in need (an error if one cannot be had).
-func (m *manager) makeV2(want, need []string, created *[]string) error {
+func (m *manager) makeV2(want []string, need []v2need, created *[]string) error {
 	rel := strings.TrimPrefix(m.v2dir, m.v2mnt)
 	cur := m.v2mnt
 	for _, c := range strings.Split(rel, "/") {
@@ -283,7 +284,7 @@ func (m *manager) makeV2(want, need []string, created *[]string) error {
 	return nil
 }
 
-func (m *manager) enableControllers(dir string, want, need []string) error {
+func (m *manager) enableControllers(dir string, want []string, need []v2need) error {
 	if len(want) == 0 && len(need) == 0 {
 		return nil
 	}
@@ -297,25 +298,17 @@ func (m *manager) enableControllers(dir string, want, need []string) error {
 	}
 	avail := strings.Fields(availS)
 	enabled := strings.Fields(enabledS)
-	has := func(list []string, c string) bool {
-		for _, x := range list {
-			if x == c {
-				return true
-			}
-		}
-		return false
-	}
 	var add []string
-	for _, c := range need {
-		if !has(avail, c) {
-			return fmt.Errorf("cgroups: the %s controller is not available in %s/cgroup.controllers (%s): %w", c, dir, m.layout, ErrUnsupported)
+	for _, n := range need {
+		if !slices.Contains(avail, n.ctrl) {
+			return unsupported(n.field, m.layout, fmt.Sprintf("the %s controller is not available in %s/cgroup.controllers", n.ctrl, dir))
 		}
-		if !has(enabled, c) && !has(add, c) {
-			add = append(add, c)
+		if !slices.Contains(enabled, n.ctrl) && !slices.Contains(add, n.ctrl) {
+			add = append(add, n.ctrl)
 		}
 	}
 	for _, c := range want {
-		if has(avail, c) && !has(enabled, c) && !has(add, c) {
+		if slices.Contains(avail, c) && !slices.Contains(enabled, c) && !slices.Contains(add, c) {
 			add = append(add, c)
 		}
 	}
@@ -328,12 +321,18 @@ func (m *manager) enableControllers(dir string, want, need []string) error {
 	// One refused controller fails the whole write; retry one by one so that the rest
 	// still get enabled, and fail only for those the resources need.
 	for _, c := range add {
-		if err := writeFile(dir, "cgroup.subtree_control", "+"+c); err != nil && has(need, c) {
-			hint := ""
-			if errors.Is(err, unix.EBUSY) {
-				hint = " (the cgroup holds processes, and cgroup v2 puts controllers only on cgroups without them)"
+		err := writeFile(dir, "cgroup.subtree_control", "+"+c)
+		if err == nil {
+			continue
+		}
+		for _, n := range need {
+			if n.ctrl == c {
+				hint := ""
+				if errors.Is(err, unix.EBUSY) {
+					hint = " (the cgroup holds processes, and cgroup v2 puts controllers only on cgroups without them)"
+				}
+				return fmt.Errorf("cgroups: %s: enable the %s controller: %w%s", n.field, c, err, hint)
 			}
-			return fmt.Errorf("cgroups: enable the %s controller: %w%s", c, err, hint)
 		}
 	}
 	return nil
@@ -405,6 +404,13 @@ func (m *manager) Kill(sig syscall.Signal) error {
 		if err := writeFile(m.v2dir, "cgroup.kill", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("cgroups: kill: %w", err)
 		}
+		// A task frozen by the v1 freezer sits on a SIGKILL until thawed (the v2 freezer
+		// lets fatal signals through).
+		if d, ok := m.paths["freezer"]; ok {
+			if err := writeFile(d, "freezer.state", "THAWED"); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("cgroups: thaw after kill: %w", err)
+			}
+		}
 		return nil
 	}
 	if sig == unix.SIGKILL {
@@ -451,6 +457,11 @@ func (m *manager) Destroy() error {
 	deadline := time.Now().Add(rmdirTimeout)
 	var errs []error
 	for _, d := range m.allDirs() {
+		// Most containers have no sub-cgroups: try the directory alone before listing it
+		// (a cgroup directory lists dozens of control files).
+		if err := unix.Rmdir(d); err == nil || err == unix.ENOENT {
+			continue
+		}
 		for _, sub := range subdirsBottomUp(d) {
 			if err := rmdirWait(sub, deadline); err != nil {
 				errs = append(errs, err)

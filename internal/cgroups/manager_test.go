@@ -224,16 +224,19 @@ func TestRelativePath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Cleanups run last-registered first: the intermediate directory (the test's, not the
+	// container's) goes after Destroy.
+	t.Cleanup(func() {
+		for _, d := range m.Paths() {
+			if err := unix.Rmdir(filepath.Dir(d)); err != nil {
+				t.Errorf("rmdir %s: %v", filepath.Dir(d), err)
+			}
+		}
+	})
 	if err := m.Create(); err != nil {
 		t.Fatal(err)
 	}
 	cleanupCgroup(t, m)
-	t.Cleanup(func() {
-		// The intermediate directory is the test's, not the container's.
-		for _, d := range m.Paths() {
-			_ = unix.Rmdir(filepath.Dir(d))
-		}
-	})
 	mt, _ := readMounts()
 	check := func(key, mnt string) {
 		want := filepath.Join(mnt, own[key], rel)

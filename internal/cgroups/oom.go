@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"unsafe"
 
@@ -110,8 +111,8 @@ func oomEventsV1(ctx context.Context, dir string) (<-chan struct{}, error) {
 }
 
 // oomEventsV2 watches memory.events with inotify (the kernel reports changes to it as
-// modifications) and reports each rise of oom or oom_kill. The watch goes away with the
-// cgroup (IN_IGNORED), which ends the channel.
+// modifications) and reports each rise of oom or oom_kill. The removal of the cgroup
+// directory ends the channel.
 func oomEventsV2(ctx context.Context, dir string) (<-chan struct{}, error) {
 	last, err := readKeyed(dir, "memory.events")
 	if err != nil {
@@ -125,6 +126,13 @@ func oomEventsV2(ctx context.Context, dir string) (<-chan struct{}, error) {
 		unix.Close(ifd)
 		return nil, fmt.Errorf("cgroups: inotify_add_watch %s/memory.events: %w", dir, err)
 	}
+	// kernfs drops the files, and the directory, of a removed cgroup without an event for
+	// them (their link counts never reach zero); only the parent hears of the rmdir.
+	parent := filepath.Dir(dir)
+	if _, err := unix.InotifyAddWatch(ifd, parent, unix.IN_DELETE|unix.IN_ONLYDIR); err != nil {
+		unix.Close(ifd)
+		return nil, fmt.Errorf("cgroups: inotify_add_watch %s: %w", parent, err)
+	}
 	f := os.NewFile(uintptr(ifd), "oom-inotify")
 	ch := make(chan struct{}, 1)
 	return watch(ctx, f, make([]byte, 4096), ch, func(b []byte) bool {
@@ -134,6 +142,9 @@ func oomEventsV2(ctx context.Context, dir string) (<-chan struct{}, error) {
 				return false
 			}
 			off += unix.SizeofInotifyEvent + int(ev.Len)
+		}
+		if !exists(dir) {
+			return false
 		}
 		cur, err := readKeyed(dir, "memory.events")
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,7 +24,7 @@ type plan struct {
 	bpf    []devRule
 	bpfSet bool
 	// v2ctrls are the cgroup2 controllers the writes need enabled in the parents.
-	v2ctrls []string
+	v2ctrls []v2need
 	// memCheck is the limit checkBeforeUpdate wants compared with the current usage.
 	memCheck int64
 }
@@ -45,13 +46,16 @@ func (p *plan) add(field, dir, file, value string) {
 	p.writes = append(p.writes, write{field: field, dir: dir, alts: []alt{{file, value}}})
 }
 
-func (p *plan) needV2(c string) {
+// v2need is a cgroup2 controller and the first field that needs it (for the error).
+type v2need struct{ ctrl, field string }
+
+func (p *plan) needV2(c, field string) {
 	for _, x := range p.v2ctrls {
-		if x == c {
+		if x.ctrl == c {
 			return
 		}
 	}
-	p.v2ctrls = append(p.v2ctrls, c)
+	p.v2ctrls = append(p.v2ctrls, v2need{c, field})
 }
 
 func unsupported(field string, l Layout, why string) error {
@@ -111,6 +115,26 @@ func (m *manager) plan(r *specs.LinuxResources, update bool) (*plan, error) {
 	}
 	if err := m.planUnified(p, r.Unified); err != nil {
 		return nil, err
+	}
+	if len(p.v2ctrls) > 0 {
+		// The root's controllers are all any cgroup can have; ancestors that do not pass
+		// one on are caught when enabling it.
+		avail, err := readFile(m.v2mnt, "cgroup.controllers")
+		if err != nil {
+			return nil, fmt.Errorf("cgroups: %w", err)
+		}
+		for _, n := range p.v2ctrls {
+			if !slices.Contains(strings.Fields(avail), n.ctrl) {
+				why := fmt.Sprintf("the kernel offers no %s controller (%s/cgroup.controllers: %q)", n.ctrl, m.v2mnt, strings.TrimSpace(avail))
+				if m.layout == Hybrid {
+					why = fmt.Sprintf("no v1 %s hierarchy is mounted and the unified mount at %s has no %s controller (it has %q)", n.ctrl, m.v2mnt, n.ctrl, strings.TrimSpace(avail))
+					if _, ok := m.paths[n.ctrl]; ok {
+						why = fmt.Sprintf("%s is a v1 hierarchy on this host (set it through the mapped fields); the unified mount at %s has only %q", n.ctrl, m.v2mnt, strings.TrimSpace(avail))
+					}
+				}
+				return nil, unsupported(n.field, m.layout, why)
+			}
+		}
 	}
 	return p, nil
 }
@@ -277,7 +301,7 @@ func (m *manager) planV1(p *plan, r *specs.LinuxResources) error {
 			return unsupported(field, l, "no hugetlb hierarchy is mounted")
 		}
 		// Hybrid: the hugetlb controller may sit on the unified mount instead.
-		p.needV2("hugetlb")
+		p.needV2("hugetlb", field)
 		p.writes = append(p.writes, write{field: field, dir: m.v2dir, alts: []alt{{"hugetlb." + h.Pagesize + ".max", u64(h.Limit)}},
 			hint: " (no such huge page size on this machine?)"})
 		p.writes = append(p.writes, write{field: field, dir: m.v2dir, alts: []alt{{"hugetlb." + h.Pagesize + ".rsvd.max", u64(h.Limit)}}, optional: true})
@@ -318,22 +342,22 @@ func (m *manager) planV2(p *plan, r *specs.LinuxResources) error {
 	if mem := r.Memory; mem != nil {
 		const f = "linux.resources.memory"
 		if mem.Limit != nil && *mem.Limit != 0 {
-			p.needV2("memory")
+			p.needV2("memory", f+".limit")
 			p.add(f+".limit", dir, "memory.max", v2Max(*mem.Limit))
 		}
 		if mem.Reservation != nil && *mem.Reservation != 0 {
-			p.needV2("memory")
+			p.needV2("memory", f+".reservation")
 			p.add(f+".reservation", dir, "memory.low", v2Max(*mem.Reservation))
 		}
 		if mem.Swap != nil && *mem.Swap != 0 {
-			p.needV2("memory")
+			p.needV2("memory", f+".swap")
 			swap := *mem.Swap
 			w := write{field: f + ".swap", dir: dir, alts: []alt{{"memory.swap.max", ""}},
 				hint: " (the kernel does swap accounting only with CONFIG_MEMCG_SWAP and swapaccount=1)"}
 			if mem.Limit != nil && *mem.Limit != 0 {
 				v, err := SwapToV2(swap, *mem.Limit)
 				if err != nil {
-					return fmt.Errorf("cgroups: %w", err)
+					return fmt.Errorf("cgroups: %s.swap: %w", f, err)
 				}
 				w.alts[0].value = v2Max(v)
 				// Without swap accounting, "no swap beyond the memory limit" is what the
@@ -377,17 +401,17 @@ func (m *manager) planV2(p *plan, r *specs.LinuxResources) error {
 	if cpu := r.CPU; cpu != nil {
 		const f = "linux.resources.cpu"
 		if cpu.Shares != nil && *cpu.Shares != 0 {
-			p.needV2("cpu")
+			p.needV2("cpu", f+".shares")
 			p.add(f+".shares", dir, "cpu.weight", u64(SharesToWeight(*cpu.Shares)))
 		}
 		quotaSet := cpu.Quota != nil && *cpu.Quota != 0
 		periodSet := cpu.Period != nil && *cpu.Period != 0
 		if quotaSet || periodSet {
-			p.needV2("cpu")
 			field := f + ".quota"
 			if !quotaSet {
 				field = f + ".period"
 			}
+			p.needV2("cpu", field)
 			w := write{field: field, dir: dir, alts: []alt{{"cpu.max", ""}}}
 			switch {
 			case quotaSet && periodSet:
@@ -409,32 +433,32 @@ func (m *manager) planV2(p *plan, r *specs.LinuxResources) error {
 			p.writes = append(p.writes, w)
 		}
 		if cpu.Burst != nil {
-			p.needV2("cpu")
+			p.needV2("cpu", f+".burst")
 			p.add(f+".burst", dir, "cpu.max.burst", u64(*cpu.Burst))
 		}
 		if (cpu.RealtimeRuntime != nil && *cpu.RealtimeRuntime != 0) || (cpu.RealtimePeriod != nil && *cpu.RealtimePeriod != 0) {
 			return unsupported(f+".realtimeRuntime/realtimePeriod", l, "cgroup v2 has no realtime group scheduling controls")
 		}
 		if cpu.Idle != nil {
-			p.needV2("cpu")
+			p.needV2("cpu", f+".idle")
 			p.add(f+".idle", dir, "cpu.idle", i64(*cpu.Idle))
 		}
 		if cpu.Cpus != "" {
-			p.needV2("cpuset")
+			p.needV2("cpuset", f+".cpus")
 			p.add(f+".cpus", dir, "cpuset.cpus", cpu.Cpus)
 		}
 		if cpu.Mems != "" {
-			p.needV2("cpuset")
+			p.needV2("cpuset", f+".mems")
 			p.add(f+".mems", dir, "cpuset.mems", cpu.Mems)
 		}
 	}
 	if r.Pids != nil && r.Pids.Limit != nil {
-		p.needV2("pids")
+		p.needV2("pids", "linux.resources.pids.limit")
 		p.add("linux.resources.pids.limit", dir, "pids.max", pidsMax(*r.Pids.Limit))
 	}
 	if bio := r.BlockIO; bio != nil && blockIOSet(bio) {
 		const f = "linux.resources.blockIO"
-		p.needV2("io")
+		p.needV2("io", f)
 		// io.bfq.weight (BFQ) takes blkio's 1..1000 scale as is; io.weight is 1..10000.
 		if bio.Weight != nil && *bio.Weight != 0 {
 			p.writes = append(p.writes, write{field: f + ".weight", dir: dir, alts: []alt{
@@ -478,7 +502,7 @@ func (m *manager) planV2(p *plan, r *specs.LinuxResources) error {
 		if !pagesizeRe.MatchString(h.Pagesize) {
 			return fmt.Errorf("cgroups: %s.pageSize %q is not of the form <number><K|M|G>B (e.g. 2MB)", field, h.Pagesize)
 		}
-		p.needV2("hugetlb")
+		p.needV2("hugetlb", field)
 		p.writes = append(p.writes, write{field: field, dir: dir, alts: []alt{{"hugetlb." + h.Pagesize + ".max", u64(h.Limit)}},
 			hint: " (no such huge page size on this machine?)"})
 		p.writes = append(p.writes, write{field: field, dir: dir, alts: []alt{{"hugetlb." + h.Pagesize + ".rsvd.max", u64(h.Limit)}}, optional: true})
@@ -491,7 +515,7 @@ func (m *manager) planV2(p *plan, r *specs.LinuxResources) error {
 		return unsupported(field, l, "cgroup v2 has no net_cls or net_prio controller (match the cgroup path in nftables/iptables, or use BPF, instead)")
 	}
 	if len(r.Rdma) > 0 {
-		p.needV2("rdma")
+		p.needV2("rdma", "linux.resources.rdma")
 		return planRdma(p, dir, r.Rdma)
 	}
 	return nil
@@ -553,7 +577,7 @@ func (m *manager) planUnified(p *plan, u map[string]string) error {
 				known = known || c == ctrl
 			}
 			if known {
-				p.needV2(ctrl)
+				p.needV2(ctrl, field)
 			}
 		}
 		w := write{field: field, dir: m.v2dir, alts: []alt{{k, u[k]}}}
@@ -655,14 +679,46 @@ func (m *manager) apply(p *plan, ensure bool) error {
 		}
 		pending = failed
 	}
-	for _, w := range p.devices {
-		if err := m.do(w); err != nil {
-			return err
-		}
+	if err := applyDevicesV1(p.devices); err != nil {
+		return err
 	}
 	if p.bpfSet {
 		if err := setDeviceFilter(m.v2dir, p.bpf); err != nil {
 			return fmt.Errorf("cgroups: linux.resources.devices: %w", err)
+		}
+	}
+	return nil
+}
+
+// applyDevicesV1 writes the v1 device rules in order. The kernel takes each write(2) as
+// one rule, so devices.allow and devices.deny are opened once each for the whole list
+// (some twenty rules for a default container).
+func applyDevicesV1(ws []write) error {
+	fds := map[string]int{}
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for _, w := range ws {
+		a := w.alts[0]
+		fd, ok := fds[a.file]
+		if !ok {
+			var err error
+			if fd, err = openRetry(w.dir+"/"+a.file, unix.O_WRONLY|unix.O_CLOEXEC); err != nil {
+				return fmt.Errorf("cgroups: %s: %w", w.field, &os.PathError{Op: "open", Path: w.dir + "/" + a.file, Err: err})
+			}
+			fds[a.file] = fd
+		}
+		for {
+			_, err := unix.Write(fd, []byte(a.value))
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("cgroups: %s: write %q to %s/%s: %w", w.field, a.value, w.dir, a.file, err)
+			}
+			break
 		}
 	}
 	return nil

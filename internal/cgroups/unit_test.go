@@ -246,6 +246,38 @@ func runDeviceProgram(t *testing.T, prog []uint64, typ, major, minor, access uin
 	return 0
 }
 
+// checkReachable fails on an instruction no path reaches, which the kernel's verifier
+// rejects ("unreachable insn"), and on a jump out of the program.
+func checkReachable(t *testing.T, prog []uint64) {
+	t.Helper()
+	seen := make([]bool, len(prog))
+	work := []int{0}
+	for len(work) > 0 {
+		pc := work[len(work)-1]
+		work = work[:len(work)-1]
+		if pc < 0 || pc >= len(prog) {
+			t.Fatalf("jump to %d, outside the %d-instruction program", pc, len(prog))
+		}
+		if seen[pc] {
+			continue
+		}
+		seen[pc] = true
+		code, off := uint8(prog[pc]), int(int16(uint16(prog[pc]>>16)))
+		switch code {
+		case opExit:
+		case opJneK, opJeqK:
+			work = append(work, pc+1, pc+1+off)
+		default:
+			work = append(work, pc+1)
+		}
+	}
+	for pc, ok := range seen {
+		if !ok {
+			t.Fatalf("instruction %d of %d is unreachable", pc, len(prog))
+		}
+	}
+}
+
 // v1Allowed is the reference: the v1 kernel's behaviour for a list of devices.allow and
 // devices.deny writes, decided per access bit by the last rule naming it.
 func v1Allowed(rules []devRule, typ byte, major, minor int64, access uint32) bool {
@@ -291,6 +323,7 @@ func TestDevicesProgramMatchesV1Semantics(t *testing.T) {
 			t.Fatal(err)
 		}
 		prog := devicesProgram(rules)
+		checkReachable(t, prog)
 		for _, typ := range []byte{'b', 'c'} {
 			bt := uint32(unix.BPF_DEVCG_DEV_BLOCK)
 			if typ == 'c' {

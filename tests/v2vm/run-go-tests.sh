@@ -23,7 +23,11 @@ cd "$ROOT"
 GO=${GO:-go}
 pkgs=("$@")
 ((${#pkgs[@]})) || pkgs=(./internal/cgroups)
-TESTFLAGS=${V2_TESTFLAGS--test.v}
+# Split on blanks here, and quote each word for the guest's sh: a -test.run pattern may
+# hold | or other shell syntax.
+read -ra flagv <<< "${V2_TESTFLAGS--test.v}"
+TESTFLAGS=""
+for f in "${flagv[@]}"; do TESTFLAGS+=" '${f//\'/\'\\\'\'}'"; done
 
 SHARE=$(mktemp -d /tmp/berth-v2.XXXXXX)
 trap 'rm -rf "$SHARE"' EXIT

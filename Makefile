@@ -43,3 +43,5 @@ clean:
 test-v2:
 	bash hack/deps-cgroups.sh
 	bash tests/v2vm/run-go-tests.sh ./internal/cgroups
+	V2_BINS="./cmd/berth-runtime ./tests/integration/probe" V2VM_ENV="BERTH_TEST_PREBUILT BERTH_TEST_TMPDIR" BERTH_TEST_PREBUILT=1 BERTH_TEST_TMPDIR=/var/tmp/berth-tests \
+		V2_TESTFLAGS="-test.v -test.timeout 15m" bash tests/v2vm/run-go-tests.sh ./tests/integration

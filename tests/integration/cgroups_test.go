@@ -105,7 +105,7 @@ func TestPidsLimitStopsForkLoop(t *testing.T) {
 	if s := r.stats("pids"); s.Pids.Limit != 20 || s.Pids.Current > 20 {
 		t.Errorf("pids stats %+v", s.Pids)
 	}
-	if out, err := exec.Command("/usr/bin/busybox", "true").CombinedOutput(); err != nil {
+	if out, err := exec.Command(busyboxBin, "true").CombinedOutput(); err != nil {
 		t.Errorf("the host cannot fork: %v %s", err, out)
 	}
 }

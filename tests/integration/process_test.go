@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-containers/berth/internal/cgroups"
 	"github.com/berth-containers/berth/internal/runtime"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -141,10 +142,19 @@ func TestOOMScoreAdjAnnotationsAndLog(t *testing.T) {
 
 func TestRootfsPropagationAndCgroupView(t *testing.T) {
 	r := newRT(t)
+	layout, err := cgroups.DetectLayout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// On v1 each hierarchy is a directory of the view; on v2 the view is the one hierarchy.
+	pidsDir, want := "/sys/fs/cgroup/pids", []string{"memory", "pids", "cpu", "freezer"}
+	if layout == cgroups.Unified {
+		pidsDir, want = "/sys/fs/cgroup", []string{"cgroup.procs", "memory.max", "pids.max", "cgroup.freeze"}
+	}
 	b := newBundle(t, `awk '$5=="/" {for (i=7;i<NF && $i!="-";i++) printf "%s ", $i; print ""}' /proc/self/mountinfo
 		echo cg=$(ls /sys/fs/cgroup | tr '\n' ' ')
-		echo pids=$(cat /sys/fs/cgroup/pids/cgroup.procs 2>/dev/null | wc -l)
-		touch /sys/fs/cgroup/pids/x 2>/dev/null && echo cgwrite=ok || echo cgwrite=denied`)
+		echo pids=$(cat `+pidsDir+`/cgroup.procs 2>/dev/null | wc -l)
+		touch `+pidsDir+`/x 2>/dev/null && echo cgwrite=ok || echo cgwrite=denied`)
 	b.Spec.Linux.RootfsPropagation = "private"
 	out := r.mustRun(b, "prop")
 	first := strings.SplitN(out, "\n", 2)[0]
@@ -152,9 +162,9 @@ func TestRootfsPropagationAndCgroupView(t *testing.T) {
 		t.Errorf("rootfsPropagation private: / has propagation %q", first)
 	}
 	kv := lines(out)
-	for _, h := range []string{"memory", "pids", "cpu", "freezer"} {
+	for _, h := range want {
 		if !strings.Contains(kv["cg"], h) {
-			t.Errorf("the container's /sys/fs/cgroup %q lacks %s", kv["cg"], h)
+			t.Errorf("the container's /sys/fs/cgroup (%s) %q lacks %s", layout, kv["cg"], h)
 		}
 	}
 	if kv["pids"] == "0" {

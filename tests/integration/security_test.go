@@ -10,6 +10,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 func capMask(t *testing.T, names ...string) string {
@@ -153,6 +154,10 @@ func TestNoNewPrivsStopsSetuid(t *testing.T) {
 	r := newRT(t)
 	for _, nnp := range []bool{true, false} {
 		b := newBundle(t, `probe euid`)
+		var st unix.Statfs_t
+		if err := unix.Statfs(b.rootfs(), &st); err == nil && st.Flags&unix.ST_NOSUID != 0 {
+			t.Fatalf("the bundle's filesystem (%s) is mounted nosuid, so the setuid control cannot work: set TMPDIR to a directory on a suid-capable filesystem", b.rootfs())
+		}
 		b.addProbe(t, os.ModeSetuid|0o755)
 		b.Spec.Process.User = specs.User{UID: 1000, GID: 1000}
 		b.Spec.Process.NoNewPrivileges = nnp

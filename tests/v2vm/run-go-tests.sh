@@ -68,8 +68,11 @@ EOF
 done
 echo 'exit $fail' >> "$guest"
 
+# Static, with cgo where a package has C (berth-runtime's namespace stage): the guest has
+# no libc.
 for b in ${V2_BINS:-}; do
-  CGO_ENABLED=0 "$GO" build -trimpath -o "$SHARE/bin/$(basename "$b")" "$b"
+  CGO_ENABLED=1 "$GO" build -trimpath -tags osusergo,netgo -ldflags '-extldflags=-static' \
+    -o "$SHARE/bin/$(basename "$b")" "$b"
 done
 
 export SHARE

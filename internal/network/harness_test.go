@@ -162,25 +162,35 @@ func newNetns(t *testing.T) string {
 	}
 	done := make(chan error, 1)
 	go func() {
-		// The thread is left locked, so it exits with the goroutine and its changed
-		// namespace never serves another goroutine.
 		goruntime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer unix.Close(orig)
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			done <- fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
 			return
 		}
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err := unix.Mount(src, p, "", unix.MS_BIND, ""); err != nil {
-			done <- fmt.Errorf("bind %s on %s: %w", src, p, err)
-			return
+		err = unix.Mount(src, p, "", unix.MS_BIND, "")
+		if err != nil {
+			err = fmt.Errorf("bind %s on %s: %w", src, p, err)
 		}
-		done <- nil
+		// Back to the host's namespace before the thread serves other goroutines; if
+		// that fails the thread stays locked and exits with this goroutine.
+		if serr := unix.Setns(orig, unix.CLONE_NEWNET); serr == nil {
+			goruntime.UnlockOSThread()
+		}
+		done <- err
 	}()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil {
+		// EINVAL: a test unmounted it already, to make the namespace go.
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && err != unix.EINVAL {
 			t.Errorf("unmount netns %s: %v", p, err)
 		}
 	})

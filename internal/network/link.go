@@ -144,8 +144,11 @@ func openNetns(path string) (*netnsRef, error) {
 		return nil, fmt.Errorf("%s is not a network namespace", path)
 	}
 	r := &netnsRef{fd: netns.NsHandle(fd), dev: uint64(st.Dev), ino: st.Ino, path: path}
-	if host, err := os.Stat("/proc/self/ns/net"); err == nil {
-		if hs, ok := host.Sys().(*unix.Stat_t); ok && hs.Ino == st.Ino && hs.Dev == st.Dev {
+	// The calling thread's namespace is the one netlink talks to (a process's threads
+	// can be in different ones).
+	var hs unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &hs); err == nil {
+		if hs.Ino == st.Ino && hs.Dev == st.Dev {
 			r.close()
 			return nil, fmt.Errorf("%s is the host's network namespace: use the host network mode instead", path)
 		}

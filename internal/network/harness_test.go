@@ -129,10 +129,23 @@ func berthLinks(t *testing.T) map[string]bool {
 // instance is left (and anything berth-named that was not there before the test).
 func assertNothingLeft(t *testing.T, instance string, before map[string]bool) {
 	t.Helper()
-	for n := range berthLinks(t) {
-		if !before[n] {
-			t.Errorf("left behind: link %s", n)
+	// The kernel deletes the veths of a dead namespace in the background.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var left []string
+		for n := range berthLinks(t) {
+			if !before[n] {
+				left = append(left, n)
+			}
 		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("left behind: links %v", left)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	out, err := exec.Command("nft", "list", "tables").CombinedOutput()
 	if err != nil {

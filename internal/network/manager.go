@@ -415,7 +415,7 @@ func (m *Manager) attachBridge(ctx context.Context, st *state, fw *firewall, r *
 		if err != nil {
 			return nil, fmt.Errorf("network: container %s: %w", r.ContainerID, err)
 		}
-		ep := endpoint{NetworkID: n.ID, IfName: fmt.Sprintf("eth%d", i), HostVeth: vethName(st.Instance, r.ContainerID, n.ID),
+		ep := endpoint{NetworkID: n.ID, IfName: fmt.Sprintf("eth%d", i), HostVeth: vethName(),
 			Address: addr, MAC: macFor(addr).String()}
 		if !n.IsDefault() {
 			ep.Aliases = a.Aliases
@@ -590,8 +590,13 @@ func interfacesOf(st *state, r *record) []Interface {
 // error the record stays, so a later command tries again.
 func (m *Manager) undo(st *state, fw *firewall, r *record) error {
 	var errs []error
+	alive := r.NetnsPath != "" && sameNetns(r.NetnsPath, r.NetnsDev, r.NetnsIno)
 	for _, ep := range r.Endpoints {
-		if err := deleteLink(ep.HostVeth); err != nil {
+		rm := setDown
+		if alive {
+			rm = deleteLink
+		}
+		if err := rm(ep.HostVeth); err != nil {
 			errs = append(errs, fmt.Errorf("container %s: veth %s: %w", r.ContainerID, ep.HostVeth, err))
 		}
 	}
@@ -619,6 +624,9 @@ func (m *Manager) undo(st *state, fw *firewall, r *record) error {
 
 // Detach removes a container's network: veths (and so its addresses and routes), port
 // rules, addresses in the allocator, files, and its entry in its peers' hosts files.
+// Called after the container's namespace is gone (the engine's stop path), it only sets
+// the veths down and leaves their deletion to the kernel, which does it in the
+// background with the namespace; called while the namespace lives, it deletes them.
 // Containers sharing its stack (container:NAME) are detached with it. Detaching a
 // container that is not attached is not an error, so the engine may call it on every
 // cleanup path.
@@ -705,7 +713,7 @@ func (m *Manager) Connect(ctx context.Context, container, network string, aliase
 			ifn = c
 		}
 	}
-	ep := endpoint{NetworkID: n.ID, IfName: ifn, HostVeth: vethName(st.Instance, r.ContainerID, n.ID), Address: addr, MAC: macFor(addr).String()}
+	ep := endpoint{NetworkID: n.ID, IfName: ifn, HostVeth: vethName(), Address: addr, MAC: macFor(addr).String()}
 	if !n.IsDefault() {
 		ep.Aliases = aliases
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -99,15 +98,6 @@ func (fw *firewall) rebuild(st *state) error {
 		return fmt.Errorf("nftables: write table %s: %w", fw.table.Name, err)
 	}
 	return nil
-}
-
-// ensure makes the table if it is missing (first use, a reboot, a flushed ruleset).
-func (fw *firewall) ensure(st *state) error {
-	ok, err := fw.exists()
-	if err != nil || ok {
-		return err
-	}
-	return fw.rebuild(st)
 }
 
 func (fw *firewall) remove() error {
@@ -228,8 +218,8 @@ func (fw *firewall) queuePorts(st *state, r *record) error {
 	return nil
 }
 
-// deleteTagged deletes every rule whose comment is in tags (or, with keep set, every
-// tagged rule whose tag keep rejects) and returns how many went.
+// deleteTagged deletes the rules of chains whose owner tag match accepts (never the
+// "base" ones) in one transaction, and returns how many went.
 func (fw *firewall) deleteTagged(match func(tag string) bool, chains ...*nftables.Chain) (int, error) {
 	n := 0
 	for _, ch := range chains {
@@ -258,27 +248,3 @@ func (fw *firewall) deleteTagged(match func(tag string) bool, chains ...*nftable
 	}
 	return n, nil
 }
-
-func (fw *firewall) allChains() []*nftables.Chain {
-	return []*nftables.Chain{fw.pub, fw.post, fw.fwd}
-}
-
-// tags lists the owners of the rules now in the table.
-func (fw *firewall) tags() (map[string]bool, error) {
-	out := map[string]bool{}
-	for _, ch := range fw.allChains() {
-		rules, err := fw.conn.GetRules(fw.table, ch)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			return nil, fmt.Errorf("nftables: list chain %s of %s: %w", ch.Name, fw.table.Name, err)
-		}
-		for _, r := range rules {
-			out[tagOf(r)] = true
-		}
-	}
-	return out, nil
-}
-
-func isContainerTag(t string) (string, bool) { return strings.CutPrefix(t, "c:") }

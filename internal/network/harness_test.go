@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +23,12 @@ import (
 )
 
 var runtimeBin string
+
+// veths are the host ends this test process made (child processes' are in the state).
+var (
+	vethsMu sync.Mutex
+	veths   = map[string]bool{}
+)
 
 // The test binary doubles as a helper process: with BERTH_NETTEST_CHILD set it attaches
 // one container from another process (to test the cross-process lock) or gets killed
@@ -51,6 +59,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build berth-runtime:", err)
 		os.Exit(1)
 	}
+	testHookAfterVeth = func(name string) {
+		vethsMu.Lock()
+		veths[name] = true
+		vethsMu.Unlock()
+	}
 	fwd, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
 	code := m.Run()
 	// Attach turns on IPv4 forwarding, as Docker does; the tests leave the host as found.
@@ -68,7 +81,7 @@ func childMain(mode string) int {
 	a := Attachment{ContainerID: os.Getenv("BERTH_NETTEST_ID"), NetnsPath: os.Getenv("BERTH_NETTEST_NETNS"),
 		Networks: strings.Fields(os.Getenv("BERTH_NETTEST_NETWORKS"))}
 	if mode == "kill-after-veth" {
-		testHookAfterVeth = func() { unix.Kill(os.Getpid(), unix.SIGKILL) }
+		testHookAfterVeth = func(string) { unix.Kill(os.Getpid(), unix.SIGKILL) }
 	}
 	res, err := m.Attach(context.Background(), a)
 	if err != nil {
@@ -88,22 +101,35 @@ func testManager(t *testing.T) *Manager {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := berthLinks(t)
 	t.Cleanup(func() {
 		st, err := m.load()
 		if err != nil {
 			t.Errorf("cleanup: %v", err)
 			return
 		}
-		for id := range st.Containers {
+		ours := map[string]bool{}
+		var subnets []netip.Prefix
+		for _, n := range st.Networks {
+			ours[n.Bridge] = true
+			subnets = append(subnets, n.Subnet)
+		}
+		for id, r := range st.Containers {
+			for _, ep := range r.Endpoints {
+				ours[ep.HostVeth] = true
+			}
 			if err := m.Detach(id); err != nil {
 				t.Errorf("cleanup: detach %s: %v", id, err)
 			}
 		}
+		vethsMu.Lock()
+		for v := range veths {
+			ours[v] = true
+		}
+		vethsMu.Unlock()
 		if err := m.Destroy(); err != nil {
 			t.Errorf("cleanup: destroy: %v", err)
 		}
-		assertNothingLeft(t, st.Instance, before)
+		assertNothingLeft(t, st.Instance, ours, subnets)
 	})
 	return m
 }
@@ -125,16 +151,17 @@ func berthLinks(t *testing.T) map[string]bool {
 	return out
 }
 
-// assertNothingLeft fails if a bridge, veth, host address or nftables table of the test's
-// instance is left (and anything berth-named that was not there before the test).
-func assertNothingLeft(t *testing.T, instance string, before map[string]bool) {
+// assertNothingLeft fails if a bridge or veth of the test's (ours), a host address in
+// its subnets, or its nftables table is left. Other packages' tests may run at the same
+// time, so only the test's own objects are looked for.
+func assertNothingLeft(t *testing.T, instance string, ours map[string]bool, subnets []netip.Prefix) {
 	t.Helper()
 	// The kernel deletes the veths of a dead namespace in the background.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var left []string
 		for n := range berthLinks(t) {
-			if !before[n] {
+			if ours[n] {
 				left = append(left, n)
 			}
 		}
@@ -159,8 +186,10 @@ func assertNothingLeft(t *testing.T, instance string, before map[string]bool) {
 		t.Fatal(err)
 	}
 	for _, a := range addrs {
-		if userPool.Contains(ipAddr(a.IP)) || ipAddr(a.IP).String() == "10.77.0.1" {
-			t.Errorf("left behind: host address %s", a.IPNet)
+		for _, p := range subnets {
+			if p.Contains(ipAddr(a.IP)) {
+				t.Errorf("left behind: host address %s on %s", a.IPNet, a.Label)
+			}
 		}
 	}
 }

@@ -472,9 +472,9 @@ func (m *Manager) attachBridge(ctx context.Context, st *state, fw *firewall, r *
 	return m.resultOf(st, r, hosts, resolv, hostname), nil
 }
 
-// testHookAfterVeth runs after the first veth is made; tests use it to kill the process
-// midway.
-var testHookAfterVeth func()
+// testHookAfterVeth runs after each veth is made; tests use it to list the veths they
+// caused and to kill the process midway.
+var testHookAfterVeth func(name string)
 
 // plumb makes the kernel objects of r's endpoints in nets and its port rules.
 func (m *Manager) plumb(ctx context.Context, st *state, fw *firewall, r *record, ns *netnsRef, nets []*Network) error {
@@ -509,7 +509,7 @@ func (m *Manager) plumb(ctx context.Context, st *state, fw *firewall, r *record,
 			return fmt.Errorf("network %s: %w", n.Name, err)
 		}
 		if testHookAfterVeth != nil {
-			testHookAfterVeth()
+			testHookAfterVeth(ep.HostVeth)
 		}
 	}
 	if pe != nil && len(r.Ports) > 0 {
@@ -766,7 +766,13 @@ func (m *Manager) plumbOne(ctx context.Context, st *state, fw *firewall, r *reco
 	if !n.Internal && !hasDefaultRoute(st, r, len(r.Endpoints)-1) {
 		gw = n.Gateway
 	}
-	return addVeth(ns, h, ep, n, idx, gw)
+	if err := addVeth(ns, h, ep, n, idx, gw); err != nil {
+		return err
+	}
+	if testHookAfterVeth != nil {
+		testHookAfterVeth(ep.HostVeth)
+	}
+	return nil
 }
 
 // afterEndpointChange rewrites the files and port rules after an endpoint on network id

@@ -66,7 +66,7 @@ type Network struct {
 	// Last is the address handed out most recently; the allocator goes on from there, so
 	// a freed address is reused as late as possible (stale ARP and conntrack entries
 	// for it have time to expire).
-	Last netip.Addr `json:"last,omitempty"`
+	Last netip.Addr `json:"last,omitzero"`
 }
 
 // IsDefault tells whether n is the default bridge network, on which containers do not
@@ -154,10 +154,7 @@ func DefaultRoot() string {
 	return "/var/lib/berth"
 }
 
-var (
-	validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-	validID   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-)
+var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 func checkName(kind, s string) error {
 	if len(s) > 128 || !validName.MatchString(s) {
@@ -185,7 +182,7 @@ func ParseMode(networks []string) (Mode, string, error) {
 		case strings.HasPrefix(n, "container:"):
 			target := strings.TrimPrefix(n, "container:")
 			if target == "" {
-				return "", "", fmt.Errorf("network %q: missing the container name or id after container:", n)
+				return "", "", fmt.Errorf("network %q: the container name or id is missing after \"container:\"", n)
 			}
 			return ModeContainer, target, nil
 		case n == "":

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -192,5 +193,49 @@ func TestCreateValidation(t *testing.T) {
 	}
 	if err := m.Remove("v1"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestHostAndSharedModes(t *testing.T) {
+	m := testManager(t)
+	ctx := context.Background()
+	host, err := m.Attach(ctx, Attachment{ContainerID: "h1", Networks: []string{"host"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostsFile, _ := os.ReadFile("/etc/hosts")
+	hn, _ := os.Hostname()
+	if host.Mode != ModeHost || host.Hosts != string(hostsFile) || strings.TrimSpace(host.Hostname) != hn || host.NetnsPath != "" {
+		t.Errorf("host mode result: %+v", host)
+	}
+	ns := newNetns(t)
+	owner := mustAttach(t, m, Attachment{ContainerID: "own1", Name: "owner", NetnsPath: ns})
+	shared, err := m.Attach(ctx, Attachment{ContainerID: "sh1", Networks: []string{"container:owner"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shared.NetnsPath != ns || shared.HostsPath != owner.HostsPath || len(shared.Interfaces) != 1 ||
+		shared.Interfaces[0].Address != owner.Interfaces[0].Address {
+		t.Errorf("container:owner result %+v; want owner's namespace, files and address", shared)
+	}
+	if p, err := m.NetnsOf("owner"); err != nil || p != ns {
+		t.Errorf("NetnsOf(owner) = %q, %v", p, err)
+	}
+	if _, err := m.Attach(ctx, Attachment{ContainerID: "sh2", Networks: []string{"container:owner"}, Ports: []PortMapping{{ContainerPort: 80}}}); err == nil {
+		t.Error("ports accepted with container: mode")
+	}
+	// The owner goes: so does the container that shared its stack.
+	if err := m.Detach("own1"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := m.load()
+	if _, ok := st.Containers["sh1"]; ok {
+		t.Error("sh1 still attached after its owner was detached")
+	}
+	if err := m.Detach("h1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(host.HostsPath); err == nil {
+		t.Error("host-mode files left after detach")
 	}
 }

@@ -18,6 +18,10 @@ import (
 func TestNetworkCommands(t *testing.T) {
 	requireRootAndTools(t, "ip", "nft")
 	root := t.TempDir()
+	// Attach turns on IPv4 forwarding, as Docker does; the test leaves the host as found.
+	if fwd, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err == nil {
+		t.Cleanup(func() { os.WriteFile("/proc/sys/net/ipv4/ip_forward", fwd, 0o644) })
+	}
 	m, err := network.Open(root)
 	if err != nil {
 		t.Fatal(err)

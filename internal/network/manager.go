@@ -742,7 +742,10 @@ func (m *Manager) Connect(ctx context.Context, container, network string, aliase
 	if err := m.save(st); err != nil {
 		return nil, err
 	}
-	return m.resultOf(st, r, hostsFor(st, r), "", ""), nil
+	dir := m.containerDir(r.ContainerID)
+	resolv, _ := os.ReadFile(filepath.Join(dir, "resolv.conf"))
+	hostname, _ := os.ReadFile(filepath.Join(dir, "hostname"))
+	return m.resultOf(st, r, hostsFor(st, r), string(resolv), string(hostname)), nil
 }
 
 // stateConnecting marks a record whose last endpoint is being added by Connect.

@@ -43,3 +43,12 @@ clean:
 test-v2:
 	bash hack/deps-cgroups.sh
 	bash tests/v2vm/run-go-tests.sh ./internal/cgroups
+
+# Benchmarks: berth against runc, crun (and later Podman, Docker, containerd) and lsns, each
+# command measured from outside its process. Installs its contenders (hack/deps-bench.sh),
+# prints the tables and rewrites the generated part of docs/benchmarks.md and
+# docs/benchmarks.png. Needs root; about 5 minutes on 2 cores.
+.PHONY: bench
+bench: build
+	bash hack/deps-bench.sh
+	$(GO) run ./bench/cmd/berth-bench -bin $(BINDIR)

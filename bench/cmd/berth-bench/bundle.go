@@ -106,3 +106,18 @@ func makeBundle(dir, rootfs string, args ...string) error {
 	}
 	return nil
 }
+
+// writeBundles lays out the rootfs and both bundles of section 1 under dir.
+func writeBundles(dir string) error {
+	rootfs, err := filepath.Abs(filepath.Join(dir, "rootfs"))
+	if err != nil {
+		return err
+	}
+	if err := makeRootfs(rootfs); err != nil {
+		return err
+	}
+	if err := makeBundle(filepath.Join(dir, "bundle-true"), rootfs, "/bin/true"); err != nil {
+		return err
+	}
+	return makeBundle(filepath.Join(dir, "bundle-sleep"), rootfs, "/bin/sleep", "3600")
+}

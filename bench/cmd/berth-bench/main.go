@@ -46,17 +46,25 @@ func main() {
 	cfg := &config{}
 	flag.StringVar(&cfg.binDir, "bin", "bin", "directory holding the built berth-runtime and berth")
 	flag.StringVar(&cfg.work, "work", "/run/berth-bench", "scratch directory (bundles, state roots); removed afterwards")
-	flag.IntVar(&cfg.n, "n", 50, "iterations of each runtime flow (sections 1 and 4)")
+	flag.IntVar(&cfg.n, "n", 100, "iterations of each runtime flow (sections 1 and 4)")
 	flag.IntVar(&cfg.engineN, "engine-n", 30, "runs of each engine (section 2)")
 	flag.IntVar(&cfg.density, "density", 200, "detached containers per engine (section 3)")
 	flag.IntVar(&cfg.nsProcs, "ns-procs", 2000, "extra processes while timing berth ns (section 6)")
 	flag.IntVar(&cfg.nsN, "ns-n", 21, "runs of berth ns and lsns (section 6)")
 	flag.IntVar(&cfg.warmup, "warmup", 2, "uncounted iterations before each measurement")
+	bundleOnly := flag.String("write-bundle", "", "only write the benchmark's rootfs and bundles (bundle-true, bundle-sleep) into this directory, for profiling by hand")
 	sections := flag.String("sections", "1,2,3,4,5,6", "sections to run, comma-separated")
 	flag.StringVar(&cfg.out, "out", "docs/benchmarks.md", "markdown file whose generated part is rewritten (empty: none)")
 	flag.StringVar(&cfg.chart, "chart", "docs/benchmarks.png", "PNG chart of the headline ratios (empty: none)")
 	flag.StringVar(&cfg.view, "cgroup-view", "v1", "v1: run everything in a mount namespace without the cgroup2 mount, so this hybrid host looks like cgroup v1 to every contender (crun refuses hybrid); host: the host's layout as it is (crun then runs with --cgroup-manager=disabled)")
 	flag.Parse()
+	if *bundleOnly != "" {
+		if err := writeBundles(*bundleOnly); err != nil {
+			fmt.Fprintf(os.Stderr, "berth-bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(cfg, *sections); err != nil {
 		fmt.Fprintf(os.Stderr, "berth-bench: %v\n", err)
 		os.Exit(1)
@@ -347,7 +355,7 @@ func hideUnified() error {
 	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("umount %s in our mount namespace: %w", dir, err)
 	}
-	if err := unix.Mount("berth-bench-no-cgroup2", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=1m,mode=755"); err != nil {
+	if err := unix.Mount("berth-bench-no-cgroup2", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=64m,mode=755"); err != nil {
 		return fmt.Errorf("mount a tmpfs on %s in our mount namespace: %w", dir, err)
 	}
 	return nil

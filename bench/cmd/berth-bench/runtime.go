@@ -227,6 +227,27 @@ func (b *runtimeBench) rescue(r *ociRuntime, id string) {
 	harness.ReapOrphans()
 }
 
+// cleanupAll removes every container the runtimes still list and then any cgroup directory
+// named after a benchmark id: a runtime whose create failed halfway may leave those behind
+// without a record to delete.
+func (b *runtimeBench) cleanupAll() {
+	for _, r := range b.rts {
+		if list, err := harness.Output(r.cmd("list", "-q")); err == nil {
+			for _, id := range strings.Fields(list) {
+				harness.Run(r.cmd("delete", "--force", id))
+			}
+		}
+	}
+	harness.ReapOrphans()
+	dirs := cgroupDirsNamed(b.prefix)
+	// Deepest first, so that a child goes before its parent.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := unix.Rmdir(dirs[i]); err != nil && !errors.Is(err, unix.ENOENT) {
+			fmt.Fprintf(os.Stderr, "berth-bench: cleanup: rmdir %s: %v\n", dirs[i], err)
+		}
+	}
+}
+
 // leftovers lists what the benchmark's containers left on the host: records in a state
 // root, cgroup directories named after them, mounts in our mount namespace.
 func (b *runtimeBench) leftovers(mountsBefore int) []string {
@@ -297,6 +318,7 @@ func runtimeSections(cfg *config, rts []*ociRuntime) (*harness.Section, *harness
 	harness.ReapOrphans()
 	for i := -cfg.warmup; i < cfg.n; i++ {
 		if err := b.iterate(i+cfg.warmup, i >= 0); err != nil {
+			b.cleanupAll()
 			return nil, nil, err
 		}
 		if i >= 0 && (i+1)%10 == 0 {
@@ -307,6 +329,7 @@ func runtimeSections(cfg *config, rts []*ociRuntime) (*harness.Section, *harness
 		s1.Notes = append(s1.Notes, fmt.Sprintf("%d stray processes were reaped after the flows", n))
 	}
 	if left := b.leftovers(mounts); len(left) > 0 {
+		b.cleanupAll()
 		return nil, nil, errors.New("cleanup check failed: " + strings.Join(left, "; "))
 	}
 	for _, op := range b.order {

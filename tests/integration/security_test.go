@@ -280,3 +280,19 @@ func TestRuntimeBinaryNotWritableFromContainer(t *testing.T) {
 		t.Fatal("the runtime's binary on the host changed")
 	}
 }
+
+// linux.personality LINUX32 makes uname report a 32-bit machine.
+func TestPersonality(t *testing.T) {
+	r := newRT(t)
+	b := newBundle(t, `uname -m`)
+	b.Spec.Linux.Personality = &specs.LinuxPersonality{Domain: specs.PerLinux32}
+	if out := strings.TrimSpace(r.mustRun(b, "pers32")); out != "i686" {
+		t.Errorf("uname -m under LINUX32: %q, want i686", out)
+	}
+	b = newBundle(t, "true")
+	b.Spec.Linux.Personality = &specs.LinuxPersonality{Domain: "LINUX128"}
+	b.save(t)
+	if _, stderr, code := r.exec("run", "-b", b.Dir, "persbad"); code != 1 || !strings.Contains(stderr, "linux.personality") {
+		t.Errorf("an unknown personality: exit %d, %q", code, stderr)
+	}
+}

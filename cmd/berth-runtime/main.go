@@ -78,7 +78,7 @@ func newRootCmd() *cobra.Command {
 	root.SetVersionTemplate("berth-runtime version {{.Version}}\nspec: 1.2.0\n")
 
 	root.AddCommand(createCmd(), runCmd(), startCmd(), stateCmd(), killCmd(), deleteCmd(), listCmd(), specCmd(),
-		pauseCmd(), resumeCmd(), psCmd(), eventsCmd(), updateCmd())
+		pauseCmd(), resumeCmd(), psCmd(), eventsCmd(), updateCmd(), execCmd())
 	return root
 }
 

@@ -62,9 +62,33 @@ func (in *initProcess) run() error {
 	if err := readFrame(in.sock, &in.cfg); err != nil {
 		return fmt.Errorf("read configuration: %w", err)
 	}
+	if in.cfg.Exec {
+		p := in.cfg.Spec.Process
+		if err := lsm.ApplyProcessLabel(p.ApparmorProfile, p.SelinuxLabel); err != nil {
+			return err
+		}
+		if p.Terminal {
+			root, err := os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			_, err = in.openConsole(root)
+			root.Close()
+			if err != nil {
+				return fmt.Errorf("console: %w", err)
+			}
+		}
+	} else if err := in.setupContainer(); err != nil {
+		return err
+	}
+	return in.startProcess()
+}
+
+// setupContainer builds the new container: keyring, sysctls, hostname, rootfs, and the switch
+// of root. An exec'd process finds all of this done.
+func (in *initProcess) setupContainer() error {
 	spec := in.cfg.Spec
 	proc := spec.Process
-
 	if !in.cfg.NoNewKeyring {
 		// A fresh session keyring, so the container can't read the host's keys.
 		if _, err := unix.KeyctlJoinSessionKeyring("_ses." + in.cfg.ID); err != nil && !errors.Is(err, unix.ENOSYS) {
@@ -115,10 +139,14 @@ func (in *initProcess) run() error {
 	if err != nil {
 		return err
 	}
-	if err := root.Finish(in.cfg.NoPivot); err != nil {
-		return err
-	}
+	return root.Finish(in.cfg.NoPivot)
+}
 
+// startProcess applies the process's limits and privileges and execs it: at once for an
+// exec'd process, after `start` for a container's init.
+func (in *initProcess) startProcess() error {
+	spec := in.cfg.Spec
+	proc := spec.Process
 	for _, rl := range proc.Rlimits {
 		if err := setRlimit(rl); err != nil {
 			return err
@@ -194,21 +222,29 @@ func (in *initProcess) run() error {
 		}
 	}
 
-	if err := writeFrame(in.sock, initReply{Warnings: in.warnings}); err != nil {
-		return fmt.Errorf("report ready: %w", err)
-	}
-	in.ready = true
-	fifo := os.NewFile(uintptr(in.cfg.FifoFD), "exec.fifo")
-	var b [1]byte
-	for {
-		_, err := unix.Read(int(fifo.Fd()), b[:])
-		if errors.Is(err, unix.EINTR) {
-			continue
+	if in.cfg.Exec {
+		if len(in.warnings) > 0 {
+			if err := writeFrame(in.sock, initReply{Warnings: in.warnings}); err != nil {
+				return fmt.Errorf("report warnings: %w", err)
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("wait for start on exec.fifo: %w", err)
+	} else {
+		if err := writeFrame(in.sock, initReply{Warnings: in.warnings}); err != nil {
+			return fmt.Errorf("report ready: %w", err)
 		}
-		break
+		in.ready = true
+		fifo := os.NewFile(uintptr(in.cfg.FifoFD), "exec.fifo")
+		var b [1]byte
+		for {
+			_, err := unix.Read(int(fifo.Fd()), b[:])
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("wait for start on exec.fifo: %w", err)
+			}
+			break
+		}
 	}
 	if late {
 		if _, err := filter.Install(); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	_ "github.com/berth-containers/berth/internal/namespaces/nsenter"
 	"github.com/berth-containers/berth/internal/runtime"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
 )
 
@@ -75,11 +76,22 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&globals.rootless, "rootless", "auto", "ignore cgroup permission errors (true, false or auto)")
 	f.String("criu", "", "path to criu (checkpoint/restore is not supported; accepted for compatibility)")
 	f.Lookup("criu").Hidden = true
-	root.SetVersionTemplate("berth-runtime version {{.Version}}\nspec: 1.2.0\n")
+	root.SetVersionTemplate("berth-runtime version {{.Version}}\nspec: " + specs.Version + "\n")
 
 	root.AddCommand(createCmd(), runCmd(), startCmd(), stateCmd(), killCmd(), deleteCmd(), listCmd(), specCmd(),
-		pauseCmd(), resumeCmd(), psCmd(), eventsCmd(), updateCmd(), execCmd())
+		pauseCmd(), resumeCmd(), psCmd(), eventsCmd(), updateCmd(), execCmd(), featuresCmd())
 	return root
+}
+
+func featuresCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "features",
+		Short: "Print what this runtime supports on this host (the runtime spec's features JSON)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return printJSON(runtime.Features())
+		},
+	}
 }
 
 func newRuntime() (*runtime.Runtime, error) {

@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -112,4 +113,17 @@ func parseOptions(opts []string) (mountOptions, error) {
 		m.data = append(m.data, o)
 	}
 	return m, nil
+}
+
+// KnownOptions lists every mount option berth understands, for the runtime's `features`.
+func KnownOptions() []string {
+	opts := []string{"bind", "rbind", "defaults"}
+	for o := range flagOptions {
+		opts = append(opts, o)
+	}
+	for o := range propagationOptions {
+		opts = append(opts, o)
+	}
+	sort.Strings(opts)
+	return opts
 }

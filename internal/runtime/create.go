@@ -313,6 +313,18 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 			return 0, fmt.Errorf("process.oomScoreAdj %d: write %s: %w", *adj, p, err)
 		}
 	}
+	if h := c.spec.Hooks; h != nil && !ic.Exec {
+		// The namespaces exist and the init waits for its configuration: the point the
+		// spec gives prestart and createRuntime hooks, in the runtime's namespaces.
+		st := hookState(c.rec.ID, specs.StateCreating, pid, c.rec.Bundle, c.rec.Annotations)
+		//lint:ignore SA1019 deprecated in the spec, but clients still send prestart hooks
+		if err := runHooks("prestart", h.Prestart, st); err != nil {
+			return 0, err
+		}
+		if err := runHooks("createRuntime", h.CreateRuntime, st); err != nil {
+			return 0, err
+		}
+	}
 	if err := writeFrame(c.sock, ic); err != nil {
 		return 0, fmt.Errorf("send configuration to init: %w", err)
 	}

@@ -139,7 +139,18 @@ func (in *initProcess) setupContainer() error {
 	if err != nil {
 		return err
 	}
+	if spec.Hooks != nil {
+		// In the container's namespaces, before pivot_root, as the spec orders.
+		if err := runHooks("createContainer", spec.Hooks.CreateContainer, in.state(specs.StateCreating)); err != nil {
+			root.Close()
+			return err
+		}
+	}
 	return root.Finish(in.cfg.NoPivot)
+}
+
+func (in *initProcess) state(status specs.ContainerState) specs.State {
+	return hookState(in.cfg.ID, status, in.cfg.HostPid, in.cfg.Bundle, in.cfg.Spec.Annotations)
 }
 
 // startProcess applies the process's limits and privileges and execs it: at once for an
@@ -244,6 +255,12 @@ func (in *initProcess) startProcess() error {
 				return fmt.Errorf("wait for start on exec.fifo: %w", err)
 			}
 			break
+		}
+	}
+	if h := spec.Hooks; h != nil && !in.cfg.Exec {
+		// After start, inside the container, before the user's program.
+		if err := runHooks("startContainer", h.StartContainer, in.state(specs.StateCreated)); err != nil {
+			return err
 		}
 	}
 	if late {

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/berth-containers/berth/internal/cgroups"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,7 +45,7 @@ func initWaiting(h *handle) bool {
 
 func (r *Runtime) publicState(h *handle, rec *Record) *State {
 	st := &State{
-		OCIVersion:  "1.2.0",
+		OCIVersion:  specs.Version,
 		ID:          rec.ID,
 		Status:      r.status(h, rec),
 		Bundle:      rec.Bundle,
@@ -124,7 +125,17 @@ func (r *Runtime) start(id string) (int, error) {
 	}
 	os.Remove(h.path(fifoFile))
 	rec.Started = true
-	return rec.Pid, h.write(rec)
+	if err := h.write(rec); err != nil {
+		return 0, err
+	}
+	if spec, err := h.spec(); err == nil && spec.Hooks != nil {
+		st := hookState(id, specs.StateRunning, rec.Pid, rec.Bundle, rec.Annotations)
+		if err := runHooks("poststart", spec.Hooks.Poststart, st); err != nil {
+			// The program runs already: the spec makes this a warning.
+			r.warn("container %s: %v", id, err)
+		}
+	}
+	return rec.Pid, nil
 }
 
 // Kill sends sig to the container's init, or with all to every process in its cgroup.
@@ -194,6 +205,12 @@ func (r *Runtime) Delete(id string, force bool) error {
 	}
 	if err := r.destroy(rec); err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
+	}
+	if spec, err := h.spec(); err == nil && spec.Hooks != nil && !rec.Creating {
+		st := hookState(id, specs.StateStopped, 0, rec.Bundle, rec.Annotations)
+		if err := runHooks("poststop", spec.Hooks.Poststop, st); err != nil {
+			r.warn("container %s: %v", id, err)
+		}
 	}
 	return h.remove()
 }

@@ -8,8 +8,10 @@ LDFLAGS ?= -s -w
 
 all: build
 
+# berth-runtime is linked statically: no dynamic loader at each of its two starts per
+# container (measured: 1.3 ms less CPU per `run`, docs/benchmarks.md).
 build:
-	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BINDIR)/berth-runtime ./cmd/berth-runtime
+	$(GO) build $(GOFLAGS) -tags osusergo,netgo -ldflags '$(LDFLAGS) -extldflags=-static' -o $(BINDIR)/berth-runtime ./cmd/berth-runtime
 	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BINDIR)/berth ./cmd/berth
 
 # The whole suite: unit tests, then integration tests that run real containers (root required).

@@ -61,6 +61,11 @@ func newRootCmd() *cobra.Command {
 			default:
 				return fmt.Errorf("--log-format %q: must be text or json", globals.logFormat)
 			}
+			if globals.debug {
+				start := time.Now()
+				logMsg("debug", fmt.Sprintf("berth-runtime %s", strings.Join(os.Args[1:], " ")))
+				cobra.OnFinalize(func() { logMsg("debug", fmt.Sprintf("%s took %v", cmd.Name(), time.Since(start))) })
+			}
 			if globals.systemdCgroup {
 				return fmt.Errorf("--systemd-cgroup: the systemd cgroup driver is not supported yet; berth manages cgroupfs directly")
 			}

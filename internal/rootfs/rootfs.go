@@ -35,6 +35,9 @@ type Config struct {
 	// CgroupPaths are the container's cgroup directories (hierarchy → absolute path), for a
 	// "cgroup" mount without a cgroup namespace.
 	CgroupPaths map[string]string
+	// IDMapped maps a mount's index to a descriptor of its idmapped clone, prepared by the
+	// runtime (only a process privileged over the host's user namespace can idmap a mount).
+	IDMapped map[int]int
 	// OpenConsole, when set, is called once the mounts and devices exist (so the
 	// container's devpts is there) and returns a path to bind on /dev/console.
 	OpenConsole func(root *os.File) (string, error)
@@ -87,6 +90,12 @@ func Prepare(cfg *Config) (*Root, error) {
 func (r *Root) prepare() error {
 	devBound := false
 	for i, m := range r.cfg.Mounts {
+		if fd, ok := r.cfg.IDMapped[i]; ok {
+			if err := r.moveIn(m, fd); err != nil {
+				return fmt.Errorf("mounts[%d] (idmapped %s on %s): %w", i, m.Source, m.Destination, err)
+			}
+			continue
+		}
 		if err := r.mount(m); err != nil {
 			return fmt.Errorf("mounts[%d] (%s on %s): %w", i, mountKind(m), m.Destination, err)
 		}
@@ -301,6 +310,41 @@ func (r *Root) bindMount(m specs.Mount, dest string, opts mountOptions) error {
 	}
 	if err := unix.Mount(src, fdPath(target), "", flags, ""); err != nil {
 		return fmt.Errorf("bind %s: %w", src, err)
+	}
+	if opts.flags&^unix.MS_REMOUNT != 0 {
+		mnt, err := r.open(dest)
+		if err != nil {
+			return err
+		}
+		defer mnt.Close()
+		if err := remountBind(mnt, opts.flags&^unix.MS_REMOUNT); err != nil {
+			return err
+		}
+	}
+	return r.propagate(dest, opts)
+}
+
+// moveIn attaches a prepared detached mount at the destination, then applies the mount's
+// flags and propagation.
+func (r *Root) moveIn(m specs.Mount, fd int) error {
+	opts, err := parseOptions(m.Options)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	dest := filepath.Clean("/" + m.Destination)
+	target, err := r.mkTarget(dest, st.Mode&unix.S_IFMT == unix.S_IFDIR)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	// The target by its descriptor: move_mount does not follow a /proc/self/fd magic link.
+	if err := unix.MoveMount(fd, "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount: %w", err)
 	}
 	if opts.flags&^unix.MS_REMOUNT != 0 {
 		mnt, err := r.open(dest)

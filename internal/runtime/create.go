@@ -49,6 +49,8 @@ type initConfig struct {
 	UserNS       bool              `json:"userns"`
 	CgroupPaths  map[string]string `json:"cgroupPaths"`
 	Seccomp      *seccompProgram   `json:"seccomp,omitempty"`
+	// IDMapped maps a mount's index to the descriptor of its prepared idmapped clone.
+	IDMapped map[int]int `json:"idmapped,omitempty"`
 	// Exec is set for a process exec'd into a running container: no rootfs, no fifo.
 	Exec bool `json:"exec,omitempty"`
 	// HostPid is the init's pid as the host sees it, for the seccomp listener's state.
@@ -131,17 +133,18 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 
 // creation is one create in progress; abort undoes whatever it did.
 type creation struct {
-	r       *Runtime
-	h       *handle
-	rec     *Record
-	spec    *specs.Spec
-	plan    *namespaces.Plan
-	cg      cgroups.Manager
-	opts    CreateOpts
-	child   *os.Process
-	sock    *os.File
-	fifo    *os.File
-	seccomp *seccompProgram
+	r        *Runtime
+	h        *handle
+	rec      *Record
+	spec     *specs.Spec
+	plan     *namespaces.Plan
+	cg       cgroups.Manager
+	opts     CreateOpts
+	child    *os.Process
+	sock     *os.File
+	fifo     *os.File
+	idmapped map[int]*os.File
+	seccomp  *seccompProgram
 }
 
 func (c *creation) run() error {
@@ -162,6 +165,14 @@ func (c *creation) run() error {
 	}
 	defer fifoFile.Close()
 	c.fifo = fifoFile
+	if c.idmapped, err = c.r.idmappedMounts(c.spec, c.rec.Bundle); err != nil {
+		return err
+	}
+	defer func() {
+		for _, f := range c.idmapped {
+			f.Close()
+		}
+	}()
 	ic := &initConfig{
 		ID: c.rec.ID, Spec: c.spec, Bundle: c.rec.Bundle, Rootfs: c.rec.Rootfs,
 		NoPivot: c.opts.NoPivot, NoNewKeyring: c.opts.NoNewKeyring, PreserveFDs: c.opts.PreserveFDs,
@@ -247,6 +258,13 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 	if console != nil {
 		ic.ConsoleFD = len(files)
 		files = append(files, console)
+	}
+	for i, f := range c.idmapped {
+		if ic.IDMapped == nil {
+			ic.IDMapped = map[int]int{}
+		}
+		ic.IDMapped[i] = len(files)
+		files = append(files, f)
 	}
 
 	sys := &syscall.SysProcAttr{}

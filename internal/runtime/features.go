@@ -61,7 +61,7 @@ func Features() *features.Features {
 			Apparmor:        &features.Apparmor{Enabled: b(host.AppArmor)},
 			Selinux:         &features.Selinux{Enabled: b(host.SELinux)},
 			IntelRdt:        &features.IntelRdt{Enabled: &no},
-			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &no}},
+			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &yes}},
 			NetDevices:      &features.NetDevices{Enabled: &no},
 		},
 		Annotations: map[string]string{

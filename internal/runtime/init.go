@@ -131,6 +131,7 @@ func (in *initProcess) setupContainer() error {
 		NewNetNS:      in.cfg.Creates&unix.CLONE_NEWNET != 0,
 		NewCgroupNS:   in.cfg.Creates&unix.CLONE_NEWCGROUP != 0,
 		CgroupPaths:   in.cfg.CgroupPaths,
+		IDMapped:      in.cfg.IDMapped,
 	}
 	if proc.Terminal {
 		rcfg.OpenConsole = in.openConsole

@@ -159,6 +159,14 @@ __attribute__((constructor)) static void berth_nsenter(void)
 	char tag;
 	int32_t pid;
 
+	if (getenv("_BERTH_HOLD") != NULL) {
+		/*
+		 * A user-namespace holder: the runtime started us in a new user namespace with the
+		 * mappings of an idmapped mount, opens /proc/<pid>/ns/user and kills us.
+		 */
+		for (;;)
+			pause();
+	}
 	if (env == NULL || *env == '\0')
 		return;
 	/*

@@ -311,6 +311,12 @@ func (r *Root) bindMount(m specs.Mount, dest string, opts mountOptions) error {
 	if err := unix.Mount(src, fdPath(target), "", flags, ""); err != nil {
 		return fmt.Errorf("bind %s: %w", src, err)
 	}
+	return r.finishBind(dest, opts)
+}
+
+// finishBind applies a bind mount's flags (a bind takes them only by a remount) and its
+// propagation.
+func (r *Root) finishBind(dest string, opts mountOptions) error {
 	if opts.flags&^unix.MS_REMOUNT != 0 {
 		mnt, err := r.open(dest)
 		if err != nil {
@@ -346,17 +352,7 @@ func (r *Root) moveIn(m specs.Mount, fd int) error {
 	if err := unix.MoveMount(fd, "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
 		return fmt.Errorf("move_mount: %w", err)
 	}
-	if opts.flags&^unix.MS_REMOUNT != 0 {
-		mnt, err := r.open(dest)
-		if err != nil {
-			return err
-		}
-		defer mnt.Close()
-		if err := remountBind(mnt, opts.flags&^unix.MS_REMOUNT); err != nil {
-			return err
-		}
-	}
-	return r.propagate(dest, opts)
+	return r.finishBind(dest, opts)
 }
 
 // remountBind changes the flags of the bind mount f is the root of. A user namespace may

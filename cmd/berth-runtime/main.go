@@ -73,7 +73,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	f := root.PersistentFlags()
-	f.StringVar(&globals.root, "root", runtime.DefaultRoot, "root directory for storage of container state")
+	f.StringVar(&globals.root, "root", runtime.DefaultRootFor(), "root directory for storage of container state")
 	f.StringVar(&globals.log, "log", "", "write log messages to this file (default: stderr only)")
 	f.StringVar(&globals.logFormat, "log-format", "text", "log format: text or json")
 	f.BoolVar(&globals.debug, "debug", false, "enable debug logging")

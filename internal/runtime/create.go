@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -98,9 +100,9 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
-	cg, err := cgroups.New(cgroups.Config{ID: id, Path: spec.Linux.CgroupsPath, Resources: effectiveResources(spec)})
+	cg, err := newCgroup(id, spec)
 	if err != nil {
-		return fmt.Errorf("container %s: cgroup: %w", id, err)
+		return fmt.Errorf("container %s: %w", id, err)
 	}
 	rec := &Record{
 		ID:          id,
@@ -419,18 +421,46 @@ func (c *creation) forwardListener(fds []int) error {
 	return nil
 }
 
+// writeIDMaps writes the user namespace's maps. Root writes them directly. An unprivileged
+// user may map only its own ids that way (after denying setgroups, as the kernel requires);
+// anything wider goes through the setuid helpers newuidmap/newgidmap and /etc/subuid,
+// /etc/subgid, as Podman does.
 func writeIDMaps(pid int, l *specs.Linux) error {
+	euid, egid := os.Geteuid(), os.Getegid()
+	own := func(ms []specs.LinuxIDMapping, id int) bool {
+		return len(ms) == 1 && ms[0].Size == 1 && int(ms[0].HostID) == id
+	}
+	direct := euid == 0 || (own(l.UIDMappings, euid) && own(l.GIDMappings, egid))
+	if direct && euid != 0 {
+		p := fmt.Sprintf("/proc/%d/setgroups", pid)
+		if err := os.WriteFile(p, []byte("deny"), 0); err != nil {
+			return fmt.Errorf("write deny to %s: %w", p, err)
+		}
+	}
 	for _, m := range []struct {
-		file string
-		maps []specs.LinuxIDMapping
-	}{{"uid_map", l.UIDMappings}, {"gid_map", l.GIDMappings}} {
+		file, helper string
+		maps         []specs.LinuxIDMapping
+	}{{"uid_map", "newuidmap", l.UIDMappings}, {"gid_map", "newgidmap", l.GIDMappings}} {
+		field := "linux." + strings.Replace(m.file, "_map", "Mappings", 1)
+		if !direct {
+			args := []string{strconv.Itoa(pid)}
+			for _, e := range m.maps {
+				args = append(args, strconv.FormatUint(uint64(e.ContainerID), 10), strconv.FormatUint(uint64(e.HostID), 10), strconv.FormatUint(uint64(e.Size), 10))
+			}
+			out, err := exec.Command(m.helper, args...).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%s: %s %s (mapping more than your own id needs Debian's uidmap and a range for you in /etc/subuid and /etc/subgid): %w: %s",
+					field, m.helper, strings.Join(args, " "), err, bytes.TrimSpace(out))
+			}
+			continue
+		}
 		var b strings.Builder
 		for _, e := range m.maps {
 			fmt.Fprintf(&b, "%d %d %d\n", e.ContainerID, e.HostID, e.Size)
 		}
 		p := fmt.Sprintf("/proc/%d/%s", pid, m.file)
 		if err := os.WriteFile(p, []byte(b.String()), 0); err != nil {
-			return fmt.Errorf("linux.%s: write %q to %s: %w", strings.Replace(m.file, "_map", "Mappings", 1), b.String(), p, err)
+			return fmt.Errorf("%s: write %q to %s: %w", field, b.String(), p, err)
 		}
 	}
 	return nil

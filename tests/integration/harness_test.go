@@ -71,7 +71,25 @@ func TestMain(m *testing.M) {
 		code = m.Run()
 		os.RemoveAll(dir)
 	}
+	removeEmptyCgroupParents()
 	os.Exit(code)
+}
+
+// removeEmptyCgroupParents removes the runtime's parent cgroup (/berth in each hierarchy)
+// once the tests' containers are gone; rmdir refuses a parent that still has children.
+func removeEmptyCgroupParents() {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/berth")
+	if d := "/sys/fs/cgroup/berth"; fileExists(d) {
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		syscall.Rmdir(d)
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 func goBuild(out, pkg string, env []string) error {

@@ -115,6 +115,9 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 		CgroupPaths: cg.Paths(),
 		Runtime:     "berth",
 	}
+	if spec.Hooks != nil {
+		rec.Poststart, rec.Poststop = spec.Hooks.Poststart, spec.Hooks.Poststop
+	}
 	h, err := r.reserve(rec)
 	if err != nil {
 		return err

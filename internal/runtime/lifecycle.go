@@ -124,13 +124,9 @@ func (r *Runtime) start(id string) (int, error) {
 		return 0, fmt.Errorf("container %s: release init: %w", id, err)
 	}
 	os.Remove(h.path(fifoFile))
-	rec.Started = true
-	if err := h.write(rec); err != nil {
-		return 0, err
-	}
-	if spec, err := h.spec(); err == nil && spec.Hooks != nil {
+	if len(rec.Poststart) > 0 {
 		st := hookState(id, specs.StateRunning, rec.Pid, rec.Bundle, rec.Annotations)
-		if err := runHooks("poststart", spec.Hooks.Poststart, st); err != nil {
+		if err := runHooks("poststart", rec.Poststart, st); err != nil {
 			// The program runs already: the spec makes this a warning.
 			r.warn("container %s: %v", id, err)
 		}
@@ -206,9 +202,9 @@ func (r *Runtime) Delete(id string, force bool) error {
 	if err := r.destroy(rec); err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
-	if spec, err := h.spec(); err == nil && spec.Hooks != nil && !rec.Creating {
+	if len(rec.Poststop) > 0 && !rec.Creating {
 		st := hookState(id, specs.StateStopped, 0, rec.Bundle, rec.Annotations)
-		if err := runHooks("poststop", spec.Hooks.Poststop, st); err != nil {
+		if err := runHooks("poststop", rec.Poststop, st); err != nil {
 			r.warn("container %s: %v", id, err)
 		}
 	}

@@ -130,10 +130,8 @@ func (r *Runtime) start(id string) (int, error) {
 	}
 	if spec, err := h.spec(); err == nil && spec.Hooks != nil {
 		st := hookState(id, specs.StateRunning, rec.Pid, rec.Bundle, rec.Annotations)
-		if err := runHooks("poststart", spec.Hooks.Poststart, st); err != nil {
-			// The program runs already: the spec makes this a warning.
-			r.warn("container %s: %v", id, err)
-		}
+		// The program runs already: the spec makes a failure a warning.
+		runHooksWarn("poststart", spec.Hooks.Poststart, st, func(err error) { r.warn("container %s: %v", id, err) })
 	}
 	return rec.Pid, nil
 }
@@ -208,9 +206,7 @@ func (r *Runtime) Delete(id string, force bool) error {
 	}
 	if spec, err := h.spec(); err == nil && spec.Hooks != nil && !rec.Creating {
 		st := hookState(id, specs.StateStopped, 0, rec.Bundle, rec.Annotations)
-		if err := runHooks("poststop", spec.Hooks.Poststop, st); err != nil {
-			r.warn("container %s: %v", id, err)
-		}
+		runHooksWarn("poststop", spec.Hooks.Poststop, st, func(err error) { r.warn("container %s: %v", id, err) })
 	}
 	return h.remove()
 }

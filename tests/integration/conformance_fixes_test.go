@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -39,5 +42,51 @@ func TestFailingPoststartPoststopHookDoesNotStopTheRest(t *testing.T) {
 	got, _ := os.ReadFile(log)
 	if string(got) != "poststart-2\npoststop-2\n" {
 		t.Errorf("the hooks after the failing ones wrote %q, want poststart-2 then poststop-2", got)
+	}
+}
+
+// runtime-tools linux_ns_path ("set uts namespace by path"): a hostname is set in a UTS
+// namespace the container joins by path, but never in the runtime's own.
+func TestHostnameInJoinedUTSNamespace(t *testing.T) {
+	r := newRT(t)
+	hostBefore, _ := os.Hostname()
+	holder := exec.Command("unshare", "--uts", "sleep", "1000")
+	if err := holder.Start(); err != nil {
+		t.Fatalf("unshare --uts: %v", err)
+	}
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+	nsPath := fmt.Sprintf("/proc/%d/ns/uts", holder.Process.Pid)
+	waitFor(t, "the holder's own UTS namespace", func() bool {
+		a, _ := os.Readlink(nsPath)
+		b, _ := os.Readlink("/proc/self/ns/uts")
+		return a != "" && a != b
+	})
+
+	b := newBundle(t, "hostname")
+	setUTS := func(path string) {
+		for i, ns := range b.Spec.Linux.Namespaces {
+			if ns.Type == specs.UTSNamespace {
+				b.Spec.Linux.Namespaces[i].Path = path
+			}
+		}
+	}
+	setUTS(nsPath)
+	b.Spec.Hostname = "joined-uts"
+	if out := strings.TrimSpace(r.mustRun(b, "uts-joined")); out != "joined-uts" {
+		t.Errorf("the container's hostname is %q, want joined-uts", out)
+	}
+	out, err := exec.Command("nsenter", "-t", strconv.Itoa(holder.Process.Pid), "-u", "hostname").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "joined-uts" {
+		t.Errorf("the joined namespace's hostname is %q (%v), want joined-uts", out, err)
+	}
+
+	setUTS(fmt.Sprintf("/proc/%d/ns/uts", os.Getpid()))
+	b.save(t)
+	_, stderr, code := r.exec("create", "-b", b.Dir, "uts-host")
+	if code == 0 || !strings.Contains(stderr, "rename the host") {
+		t.Errorf("a hostname in the runtime's own UTS namespace: exit %d, %q; want a refusal", code, stderr)
+	}
+	if h, _ := os.Hostname(); h != hostBefore {
+		t.Fatalf("the host's hostname changed from %q to %q", hostBefore, h)
 	}
 }

@@ -90,3 +90,34 @@ func TestHostnameInJoinedUTSNamespace(t *testing.T) {
 		t.Fatalf("the host's hostname changed from %q to %q", hostBefore, h)
 	}
 }
+
+// Podman (its default seccomp profile): of two unconditional rules for one syscall, the first
+// decides, as with runc and crun (libseccomp keeps the first); create used to refuse it.
+func TestSeccompFirstUnconditionalRuleWins(t *testing.T) {
+	r := newRT(t)
+	b := newBundle(t, `nsenter --net=/etc/passwd true 2>&1; unshare -n true 2>&1; true`)
+	for _, a := range []string{"nsenter", "unshare"} {
+		if err := os.Symlink("busybox", filepath.Join(b.rootfs(), "bin", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eperm, eacces := uint(1), uint(13)
+	b.Spec.Linux.Seccomp = &specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"setns"}, Action: specs.ActErrno, ErrnoRet: &eperm},
+			{Names: []string{"setns", "unshare"}, Action: specs.ActErrno, ErrnoRet: &eacces},
+		},
+	}
+	out := r.mustRun(b, "seccomp-first-wins")
+	// setns on a file that is no namespace: EINVAL were it allowed; the first rule's EPERM.
+	if !strings.Contains(out, "Operation not permitted") {
+		t.Errorf("setns: %q; want the first rule's EPERM", out)
+	}
+	if !strings.Contains(out, "Permission denied") {
+		t.Errorf("unshare, named only by the second rule: %q; want its EACCES", out)
+	}
+	if strings.Contains(out, "Invalid argument") {
+		t.Errorf("setns went through to the kernel: %q", out)
+	}
+}

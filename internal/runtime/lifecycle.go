@@ -183,8 +183,14 @@ func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
 
 // Delete removes a container: its processes (a created one, or any with force), cgroup and
 // record. A record left by a create that died halfway is cleaned up the same way.
+//
+// With force, a container that does not exist is not an error, as with runc: clients clean
+// up with `delete --force` after a create that failed, and must not be told it failed twice.
 func (r *Runtime) Delete(id string, force bool) error {
 	h, err := r.lock(id, false)
+	if force && errors.Is(err, ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

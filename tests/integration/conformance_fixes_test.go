@@ -121,3 +121,15 @@ func TestSeccompFirstUnconditionalRuleWins(t *testing.T) {
 		t.Errorf("setns went through to the kernel: %q", out)
 	}
 }
+
+// Podman and containerd's shim run `delete --force` after a create that failed: for a
+// container that does not exist it succeeds, as runc's does; without --force it is an error.
+func TestDeleteForceOfMissingContainer(t *testing.T) {
+	r := newRT(t)
+	if _, stderr, code := r.exec("delete", "--force", "never-created"); code != 0 {
+		t.Errorf("delete --force of a container that does not exist: exit %d, %q; want success", code, stderr)
+	}
+	if _, stderr, code := r.exec("delete", "never-created"); code == 0 || !strings.Contains(stderr, "does not exist") {
+		t.Errorf("delete of a container that does not exist: exit %d, %q; want an error", code, stderr)
+	}
+}

@@ -67,6 +67,25 @@ func runHook(h specs.Hook, state []byte) error {
 	return nil
 }
 
+// runHooksWarn runs every hook of one kind even when some fail, and reports each failure
+// through warn: the spec has the remaining poststart and poststop hooks, and the lifecycle,
+// go on as if a failed one had succeeded.
+func runHooksWarn(kind string, hooks []specs.Hook, st specs.State, warn func(error)) {
+	if len(hooks) == 0 {
+		return
+	}
+	state, err := json.Marshal(st)
+	if err != nil {
+		warn(fmt.Errorf("hooks.%s: %w", kind, err))
+		return
+	}
+	for i, h := range hooks {
+		if err := runHook(h, state); err != nil {
+			warn(fmt.Errorf("hooks.%s[%d] %s: %w", kind, i, h.Path, err))
+		}
+	}
+}
+
 // hookState is the OCI state given to hooks.
 func hookState(id string, status specs.ContainerState, pid int, bundle string, ann map[string]string) specs.State {
 	return specs.State{Version: specs.Version, ID: id, Status: status, Pid: pid, Bundle: bundle, Annotations: ann}

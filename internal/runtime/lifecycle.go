@@ -126,10 +126,8 @@ func (r *Runtime) start(id string) (int, error) {
 	os.Remove(h.path(fifoFile))
 	if len(rec.Poststart) > 0 {
 		st := hookState(id, specs.StateRunning, rec.Pid, rec.Bundle, rec.Annotations)
-		if err := runHooks("poststart", rec.Poststart, st); err != nil {
-			// The program runs already: the spec makes this a warning.
-			r.warn("container %s: %v", id, err)
-		}
+		// The program runs already: the spec makes a failure a warning.
+		runHooksWarn("poststart", rec.Poststart, st, func(err error) { r.warn("container %s: %v", id, err) })
 	}
 	return rec.Pid, nil
 }
@@ -181,8 +179,14 @@ func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
 
 // Delete removes a container: its processes (a created one, or any with force), cgroup and
 // record. A record left by a create that died halfway is cleaned up the same way.
+//
+// With force, a container that does not exist is not an error, as with runc: clients clean
+// up with `delete --force` after a create that failed, and must not be told it failed twice.
 func (r *Runtime) Delete(id string, force bool) error {
 	h, err := r.lock(id, false)
+	if force && errors.Is(err, ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -204,9 +208,7 @@ func (r *Runtime) Delete(id string, force bool) error {
 	}
 	if len(rec.Poststop) > 0 && !rec.Creating {
 		st := hookState(id, specs.StateStopped, 0, rec.Bundle, rec.Annotations)
-		if err := runHooks("poststop", rec.Poststop, st); err != nil {
-			r.warn("container %s: %v", id, err)
-		}
+		runHooksWarn("poststop", rec.Poststop, st, func(err error) { r.warn("container %s: %v", id, err) })
 	}
 	return h.remove()
 }

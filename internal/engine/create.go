@@ -90,7 +90,9 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 	if err := checkNetworks(&hc, o.Networks, o.NetworkAliases); err != nil {
 		return nil, err
 	}
+	trace("create begin")
 	img, cf, err := e.resolveImage(o)
+	trace("create image")
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +196,7 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 	if _, err := sn.Prepare(id, img); err != nil {
 		return nil, err
 	}
+	trace("create prepared")
 	if err := writeJSON(filepath.Join(tmp, recordFile), c); err != nil {
 		return nil, err
 	}

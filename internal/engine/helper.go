@@ -139,6 +139,7 @@ func (e *Engine) helperStart(id string, restart bool, stdio [3]*os.File) (pid in
 }
 
 func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, stdio [3]*os.File) (int, error) {
+	trace("H start")
 	sn, err := e.snapshotter()
 	if err != nil {
 		return 0, err
@@ -165,7 +166,9 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 			return 0, fmt.Errorf("--init: %w", err)
 		}
 	}
+	trace("H mounted")
 	ns, err := e.setupNetwork(l, c, st, &in)
+	trace("H network")
 	if err != nil {
 		return 0, err
 	}
@@ -185,7 +188,9 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 	if c.Config.Tty {
 		console = monitor.ConsoleSocket
 	}
+	trace("H spec")
 	pid, err := rt.create(c.ID, l.dir, stdio, console)
+	trace("H created")
 	if err != nil {
 		return 0, err
 	}
@@ -196,6 +201,7 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 	if err := rt.start(c.ID); err != nil {
 		return 0, err
 	}
+	trace("H started")
 	now := time.Now().UTC()
 	st.Status = StatusRunning
 	st.Pid, st.PidStart = pid, start
@@ -437,6 +443,7 @@ func (e *Engine) teardown(l *lockedDir, c *Container, st *State, rt ociRuntime) 
 		}
 	}
 	if rt != nil {
+		defer trace("teardown rt deleted")
 		if err := rt.delete(c.ID, true); err != nil {
 			e.warn("container %s: delete from runtime %s: %v", short(c.ID), rt.name(), err)
 		}
@@ -486,9 +493,11 @@ func (e *Engine) helperExited(id string) (string, error) {
 	if !ok {
 		code, finished = 255, time.Now().UTC()
 	}
+	trace("H2 begin")
 	rt, _ := e.ociRuntime(c.HostConfig.Runtime)
 	st.OOMKilled = e.oomKilled(c, rt)
 	e.teardown(l, c, st, rt)
+	trace("H2 teardown")
 	ranFor := finished.Sub(st.StartedAt)
 	st.Status = StatusExited
 	st.ExitCode, st.FinishedAt = code, finished
@@ -500,6 +509,7 @@ func (e *Engine) helperExited(id string) (string, error) {
 		if err := e.removeLocked(l, c, true); err != nil {
 			return "", err
 		}
+		trace("H2 removed")
 		return "done", nil
 	}
 	delay, restart := restartDecision(c.HostConfig.RestartPolicy, st, code, ranFor)

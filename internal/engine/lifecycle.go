@@ -56,7 +56,9 @@ func (e *Engine) Start(ref string, want byte) (*Session, error) {
 		l.unlock()
 		return nil, err
 	}
+	trace("start spawn")
 	pid, pstart, err := e.spawnMonitor(l, c, theirs)
+	trace("start spawned")
 	theirs.Close()
 	if err != nil {
 		l.unlock()

@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
-# demo.sh — run one busybox container with berth-runtime and show what it sees.
+# demo.sh — the main job on a fresh machine: make a busybox image offline (from the
+# busybox-static package, through `berth import`) and run a container that shows its
+# isolation: its own hostname, pid 1 and no host process, its own network, root without
+# most capabilities, and the limits it was given. Needs root; `make demo` runs deps and
+# build first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$PWD/bin/berth-runtime
-work=$(mktemp -d /tmp/berth-demo.XXXXXX)
-root=$work/state
-trap '"$bin" --root "$root" delete --force demo >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-mkdir -p "$work/bundle/rootfs/bin"
-cp /usr/bin/busybox "$work/bundle/rootfs/bin/busybox"
-for a in sh ls cat hostname id ps ip grep head; do ln -s busybox "$work/bundle/rootfs/bin/$a"; done
-mkdir -p "$work/bundle/rootfs/"{proc,sys,dev,tmp,etc}
-"$bin" spec --bundle "$work/bundle"
-# A non-interactive process in the default hardened config.
-python3 - "$work/bundle/config.json" <<'PY'
-import json, sys
-p = sys.argv[1]; c = json.load(open(p))
-c["process"]["terminal"] = False
-c["process"]["args"] = ["sh", "-c",
-  "echo '--- inside the container ---'; echo hostname: $(hostname); echo id: $(id);"
-  " echo processes:; ps -o pid,comm; echo network:; ip -o link | cut -d: -f2;"
-  " echo capabilities: $(grep CapEff /proc/self/status);"
-  " echo no_new_privs: $(grep NoNewPrivs /proc/self/status | cut -f2)"]
-json.dump(c, open(p, "w"), indent=1)
-PY
-"$bin" --root "$root" run --bundle "$work/bundle" demo
+bin=$PWD/bin
+# The monitor is a separate small static binary (make build may not build it yet).
+if [[ ! -x $bin/berth-monitor || cmd/berth-monitor/main.go -nt $bin/berth-monitor ]]; then
+  CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$bin/berth-monitor" ./cmd/berth-monitor
+fi
+berth=$bin/berth
+
+if ! "$berth" image inspect busybox >/dev/null 2>&1; then
+  work=$(mktemp -d /tmp/berth-demo.XXXXXX)
+  trap 'rm -rf "$work"' EXIT
+  mkdir -p "$work/rootfs/"{bin,etc,root,tmp,proc,sys,dev}
+  cp /usr/bin/busybox "$work/rootfs/bin/busybox"
+  for a in $(/usr/bin/busybox --list); do
+    [[ $a == busybox ]] || ln -s busybox "$work/rootfs/bin/$a"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$work/rootfs/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$work/rootfs/etc/group"
+  chmod 1777 "$work/rootfs/tmp"
+  tar -C "$work/rootfs" -cf "$work/busybox.tar" .
+  echo "+ berth import -c 'CMD [\"sh\"]' busybox.tar busybox"
+  "$berth" import -c 'CMD ["sh"]' "$work/busybox.tar" busybox
+fi
+
+echo '+ berth run --rm --hostname demo --memory 64m --cpus 0.5 --pids-limit 64 busybox sh -c ...'
+"$berth" run --rm --hostname demo --memory 64m --cpus 0.5 --pids-limit 64 busybox sh -c '
+echo "--- inside the container ---"
+echo "hostname:     $(hostname)"
+echo "id:           $(id)"
+echo "processes:"; ps -o pid,user,comm
+echo "network:"; ip -o -4 addr | awk "{print \"  \" \$2, \$4}"
+echo "capabilities: $(grep CapEff /proc/self/status | cut -f2) (Docker'"'"'s default set)"
+echo "limits:       memory $(($(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max) / 1048576)) MiB," \
+     "cpu quota $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d" " -f1 /sys/fs/cgroup/cpu.max)/100000," \
+     "pids $(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)"
+'
+echo
+echo "Try: bin/berth run -it busybox      (detach with ctrl-p ctrl-q, then bin/berth ps, bin/berth attach)"

@@ -3,10 +3,16 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/berth-containers/berth/internal/engine"
+	_ "github.com/berth-containers/berth/internal/namespaces/nsenter"
+	"github.com/berth-containers/berth/internal/runtime"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -22,28 +28,86 @@ var rootCmd = &cobra.Command{
 }
 
 func init() {
-	rootCmd.AddCommand(&cobra.Command{
-		Use:   "version",
-		Short: "Show the berth version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Printf("berth version %s\n", version)
-		},
+	// Docker's wording for bad flags, and its exit code for them (125).
+	rootCmd.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return &exitError{code: 125, err: usageMessage{err: err, cmd: cmd.CommandPath()}}
 	})
 }
 
 func main() {
-	if err := rootCmd.Execute(); err != nil {
-		fmt.Fprintf(os.Stderr, "berth: %v\n", err)
+	// This binary is also the container's init (a re-exec by the runtime library) and the
+	// monitor's helper; both are told apart before anything else runs.
+	if runtime.IsInit() {
+		runtime.InitMain() // never returns
+	}
+	if engine.IsHelper() {
+		os.Exit(engine.RunHelper())
+	}
+	cmd, err := rootCmd.ExecuteC()
+	if err != nil {
+		printError(cmd, err)
 		os.Exit(exitCode(err))
 	}
 }
 
-// exitCode maps an error to Docker's exit codes: 125 when the engine itself failed.
+// usageMessage is a command-line error followed by Docker's pointer to the help.
+type usageMessage struct {
+	err error
+	cmd string
+}
+
+func (u usageMessage) Error() string { return u.err.Error() + "\nSee '" + u.cmd + " --help'." }
+func (u usageMessage) Unwrap() error { return u.err }
+
+// exitError carries the exit code a command wants, with or without a message.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+func (e *exitError) ExitCode() int { return e.code }
+
+// printError writes the error as Docker's CLI does: run and create (the commands whose
+// failures are the engine's, code 125) prefix the program's name; the others say "Error".
+func printError(cmd *cobra.Command, err error) {
+	msg := err.Error()
+	if msg == "" {
+		return
+	}
+	if strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") || strings.Contains(msg, "See '") {
+		fmt.Fprintln(os.Stderr, msg)
+		return
+	}
+	name := ""
+	if cmd != nil {
+		name = cmd.Name()
+	}
+	switch name {
+	case "run", "create", "start", "exec":
+		fmt.Fprintf(os.Stderr, "berth: %s\n", msg)
+	default:
+		fmt.Fprintf(os.Stderr, "Error: %s\n", msg)
+	}
+}
+
+// exitCode maps an error to Docker's exit codes: the code an error carries (the
+// container's, or 125/126/127 for run), 125 for a bad command line, else 1.
 func exitCode(err error) int {
 	type coder interface{ ExitCode() int }
-	if c, ok := err.(coder); ok {
+	var c coder
+	if errors.As(err, &c) {
 		return c.ExitCode()
 	}
-	return 125
+	msg := err.Error()
+	if strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") || strings.HasPrefix(msg, "unknown shorthand flag") {
+		return 125
+	}
+	return 1
 }

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-containers/berth/internal/engine"
+	"github.com/berth-containers/berth/internal/nsview"
+)
+
+var (
+	engOnce sync.Once
+	eng     *engine.Engine
+	engErr  error
+)
+
+// openEngine opens the engine on --root (or $BERTH_ROOT) and the runtime root
+// ($BERTH_RUNTIME_ROOT, default /run/berth).
+func openEngine() (*engine.Engine, error) {
+	engOnce.Do(func() {
+		eng, engErr = engine.Open(berthRoot(), engine.DefaultRuntimeRoot())
+		if eng != nil {
+			eng.Warn = func(msg string) { fmt.Fprintln(os.Stderr, "WARNING: "+msg) }
+		}
+	})
+	return eng, engErr
+}
+
+func init() {
+	// berth ns names the engine's containers.
+	nsview.RegisterNameFunc(func(rt, id string) (string, bool) {
+		if rt != "berth" && rt != "runc" && rt != "crun" {
+			return "", false
+		}
+		e, err := openEngine()
+		if err != nil {
+			return "", false
+		}
+		info, err := e.Inspect(id)
+		if err != nil || info.Container.ID != id {
+			return "", false
+		}
+		return info.Container.Name, true
+	})
+}
+
+// forEach runs fn for each argument as Docker's multi-container commands do: the ones that
+// worked are printed, the errors printed after, and the command fails if any did.
+func forEach(args []string, print bool, fn func(string) error) error {
+	var errs []string
+	for _, a := range args {
+		if err := fn(a); err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		if print {
+			fmt.Println(a)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "\n"))
+	}
+	return nil
+}
+
+func requireArgs(min int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < min {
+			return &exitError{code: 125, err: fmt.Errorf("%q requires at least %d argument%s.\nSee '%s --help'.\n\nUsage:  %s\n\n%s",
+				cmd.CommandPath(), min, plural(min), cmd.CommandPath(), cmd.UseLine(), what)}
+		}
+		return nil
+	}
+}
+
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return &exitError{code: 125, err: fmt.Errorf("%q requires exactly %d argument%s.\nSee '%s --help'.\n\nUsage:  %s\n\n%s",
+				cmd.CommandPath(), n, plural(n), cmd.CommandPath(), cmd.UseLine(), what)}
+		}
+		return nil
+	}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}

@@ -1,0 +1,591 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-containers/berth/internal/cgroups"
+	"github.com/berth-containers/berth/internal/engine/monitor"
+	"github.com/berth-containers/berth/internal/network"
+)
+
+// IsHelper tells whether this process was started by berth-monitor as its helper; the
+// berth binary's main calls RunHelper then, before anything else.
+func IsHelper() bool { return os.Getenv(monitor.HelperEnv) != "" }
+
+// RunHelper does the monitor's bidding (see package monitor) and returns the exit code.
+// The engine root and runtime root come from $BERTH_ROOT and $BERTH_RUNTIME_ROOT, which
+// the engine sets for the monitor.
+func RunHelper() int {
+	kind := os.Getenv(monitor.HelperEnv)
+	os.Unsetenv(monitor.HelperEnv)
+	if len(os.Args) != 2 {
+		fmt.Println("125 helper: want one argument, the container id")
+		return 1
+	}
+	id := os.Args[1]
+	e, err := Open(os.Getenv("BERTH_ROOT"), os.Getenv("BERTH_RUNTIME_ROOT"))
+	if err != nil {
+		fmt.Printf("125 %v\n", err)
+		return 1
+	}
+	// Warnings go to the monitor's log (our stderr is the status pipe).
+	e.Warn = func(msg string) {}
+	switch kind {
+	case monitor.HelperStart, monitor.HelperRestart:
+		stdio := [3]*os.File{os.NewFile(3, "stdin"), os.NewFile(4, "stdout"), os.NewFile(5, "stderr")}
+		for _, f := range stdio {
+			unix.CloseOnExec(int(f.Fd()))
+		}
+		pid, stopped, err := e.helperStart(id, kind == monitor.HelperRestart, stdio)
+		switch {
+		case err != nil:
+			fmt.Printf("%d %s\n", StartErrorCode(err), oneLine(err.Error()))
+			return 1
+		case stopped:
+			fmt.Println("stopped")
+		default:
+			fmt.Printf("ok %d\n", pid)
+		}
+	case monitor.HelperExited:
+		res, err := e.helperExited(id)
+		if err != nil {
+			fmt.Printf("error %s\n", oneLine(err.Error()))
+			return 1
+		}
+		fmt.Println(res)
+	default:
+		fmt.Printf("125 helper: unknown kind %q\n", kind)
+		return 1
+	}
+	return 0
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ") }
+
+// StartErrorCode is Docker's exit code for a container that could not start: 127 when
+// the program was not found, 126 when it could not be run, 125 otherwise.
+func StartErrorCode(err error) int {
+	msg := err.Error()
+	if !strings.Contains(msg, "process.args") && !strings.Contains(msg, "exec") {
+		return 125
+	}
+	switch {
+	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+		return 127
+	case strings.Contains(msg, "permission denied"), strings.Contains(msg, "is a directory"),
+		strings.Contains(msg, "is not executable"), strings.Contains(msg, "exec format error"):
+		return 126
+	}
+	return 125
+}
+
+// helperStart creates and starts the container for its monitor (which is our parent), and
+// returns the init's pid. With restart, a container stopped by the user meanwhile is not
+// started (stopped is true).
+func (e *Engine) helperStart(id string, restart bool, stdio [3]*os.File) (pid int, stopped bool, err error) {
+	l, err := e.lockID(id, false)
+	if err != nil {
+		return 0, false, err
+	}
+	defer l.unlock()
+	c, err := l.readContainer()
+	if err != nil {
+		return 0, false, err
+	}
+	st, err := l.readState()
+	if err != nil {
+		return 0, false, err
+	}
+	if restart && st.ManualStop {
+		return 0, true, nil
+	}
+	if st.Pid > 0 && alive(st.Pid, st.PidStart) {
+		return 0, false, fmt.Errorf("container %s is already running", short(id))
+	}
+	rt, err := e.ociRuntime(c.HostConfig.Runtime)
+	if err != nil {
+		return 0, false, err
+	}
+	// Whatever a run whose exit was never handled left (its monitor was killed).
+	e.teardown(l, c, st, rt)
+	os.Remove(l.path(monitor.ExitFile))
+
+	pid, err = e.startRun(l, c, st, rt, stdio)
+	if err != nil {
+		e.teardown(l, c, st, rt)
+		st.Error = err.Error()
+		st.ExitCode = StartErrorCode(err)
+		if st.Status != StatusCreated {
+			st.Status = StatusExited
+		}
+		st.Pid, st.PidStart = 0, 0
+		if werr := l.writeState(st); werr != nil {
+			e.warn("%v", werr)
+		}
+		return 0, false, err
+	}
+	return pid, false, nil
+}
+
+func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, stdio [3]*os.File) (int, error) {
+	trace("H start")
+	sn, err := e.snapshotter()
+	if err != nil {
+		return 0, err
+	}
+	snap, err := sn.Get(c.ID)
+	if err != nil {
+		return 0, err
+	}
+	if !isMounted(snap.Rootfs) {
+		if err := snap.Mount(""); err != nil {
+			return 0, err
+		}
+	}
+	st.Mounted = true
+	// Recorded before anything else is made, so that a helper killed from here on leaves
+	// a record that says what to undo.
+	st.Runtime = rt.name()
+	if err := l.writeState(st); err != nil {
+		return 0, err
+	}
+	in := specInputs{Rootfs: snap.Rootfs}
+	if c.HostConfig.Init != nil && *c.HostConfig.Init {
+		if in.InitBinary, err = e.monitorExe(); err != nil {
+			return 0, fmt.Errorf("--init: %w", err)
+		}
+	}
+	trace("H mounted")
+	ns, err := e.setupNetwork(l, c, st, &in)
+	trace("H network")
+	if err != nil {
+		return 0, err
+	}
+	st.Network = ns
+	spec, err := e.buildSpec(c, in)
+	if err != nil {
+		return 0, err
+	}
+	if rt.name() != "berth" {
+		// runc and crun check the version they were built for.
+		spec.Version = "1.0.2"
+	}
+	if err := writeJSON(l.path("config.json"), spec); err != nil {
+		return 0, err
+	}
+	console := ""
+	if c.Config.Tty {
+		console = monitor.ConsoleSocket
+	}
+	trace("H spec")
+	pid, err := rt.create(c.ID, l.dir, stdio, console)
+	trace("H created")
+	if err != nil {
+		return 0, err
+	}
+	_, start, err := procStat(pid)
+	if err != nil {
+		return 0, fmt.Errorf("init %d vanished: %w", pid, err)
+	}
+	if err := rt.start(c.ID); err != nil {
+		return 0, err
+	}
+	trace("H started")
+	now := time.Now().UTC()
+	st.Status = StatusRunning
+	st.Pid, st.PidStart = pid, start
+	st.MonitorPid = os.Getppid()
+	if _, ms, err := procStat(st.MonitorPid); err == nil {
+		st.MonitorStart = ms
+	}
+	st.StartedAt = now
+	st.ExitCode, st.Error, st.OOMKilled = 0, "", false
+	st.ManualStop = false
+	if err := l.writeState(st); err != nil {
+		return 0, err
+	}
+	return pid, nil
+}
+
+func isMounted(dir string) bool {
+	var a, b unix.Stat_t
+	if unix.Stat(dir, &a) != nil || unix.Stat(filepath.Dir(dir), &b) != nil {
+		return false
+	}
+	return a.Dev != b.Dev
+}
+
+// setupNetwork attaches the container before it is created: for bridge and none modes it
+// makes the network namespace itself and holds it with a bind mount in the container's
+// directory (the init joins it), so that the hosts, resolv.conf and hostname files exist
+// before the runtime bind-mounts them. The bind mount is released by teardown.
+func (e *Engine) setupNetwork(l *lockedDir, c *Container, st *State, in *specInputs) (*NetworkState, error) {
+	nets, err := e.networks()
+	if err != nil {
+		return nil, err
+	}
+	mode, target, err := network.ParseMode(c.Networks)
+	if err != nil {
+		return nil, &UsageError{Msg: err.Error()}
+	}
+	a := network.Attachment{ContainerID: c.ID, Name: c.Name, Hostname: c.Config.Hostname,
+		Networks: c.Networks, Aliases: c.NetworkAliases}
+	switch mode {
+	case network.ModeHost:
+		in.HostNet = true
+		a.Hostname = ""
+	case network.ModeContainer:
+		tid, err := e.Resolve(target)
+		if err != nil {
+			return nil, fmt.Errorf("network container:%s: %w", target, err)
+		}
+		tl, err := e.lockID(tid, true)
+		if err != nil {
+			return nil, err
+		}
+		tc, terr := tl.readContainer()
+		tst, serr := tl.readState()
+		tl.unlock()
+		if terr != nil || serr != nil {
+			return nil, errors.Join(terr, serr)
+		}
+		if tst.Pid == 0 || !alive(tst.Pid, tst.PidStart) {
+			return nil, fmt.Errorf("cannot join network of a non running container: %s", short(tid))
+		}
+		in.Hostname = tc.Config.Hostname
+		a.Networks = []string{"container:" + tid}
+		a.Hostname = ""
+	default:
+		path := l.path("netns")
+		if err := newNetns(path); err != nil {
+			return nil, err
+		}
+		a.NetnsPath = path
+		in.NetnsPath = path
+	}
+	if mode == network.ModeBridge {
+		ports, err := portMappings(c)
+		if err != nil {
+			return nil, err
+		}
+		a.Ports = ports
+	}
+	res, err := nets.Attach(context.Background(), a)
+	if err != nil {
+		return nil, err
+	}
+	if mode == network.ModeContainer {
+		in.NetnsPath = res.NetnsPath
+	}
+	in.Files = map[string]string{"/etc/hosts": res.HostsPath, "/etc/resolv.conf": res.ResolvConfPath}
+	if mode != network.ModeContainer {
+		in.Files["/etc/hostname"] = res.HostnamePath
+	}
+	if err := e.customizeNetFiles(c, res); err != nil {
+		return nil, err
+	}
+	ns := &NetworkState{Mode: string(mode), HostsPath: res.HostsPath, ResolvPath: res.ResolvConfPath, HostnamePath: res.HostnamePath}
+	for _, i := range res.Interfaces {
+		ns.Interfaces = append(ns.Interfaces, NetworkInterface{Network: i.Network, NetworkID: i.NetworkID, IfName: i.IfName,
+			Address: i.Address.String(), Gateway: gwString(i.Gateway.IsValid(), i.Gateway.String()), MAC: i.MAC})
+	}
+	for _, p := range res.Ports {
+		hip := ""
+		if p.HostIP.IsValid() {
+			hip = p.HostIP.String()
+		}
+		ns.Ports = append(ns.Ports, PortMap{HostIP: hip, HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
+	}
+	return ns, nil
+}
+
+func gwString(ok bool, s string) string {
+	if ok {
+		return s
+	}
+	return ""
+}
+
+// customizeNetFiles adds --add-host entries and --dns servers to the files the network
+// manager wrote (in place: they are bind-mounted by inode).
+func (e *Engine) customizeNetFiles(c *Container, res *network.Result) error {
+	hc := &c.HostConfig
+	if len(hc.ExtraHosts) > 0 && res.Mode != network.ModeContainer {
+		var b strings.Builder
+		for _, h := range hc.ExtraHosts {
+			name, ip, ok := strings.Cut(h, ":")
+			if !ok {
+				name, ip, _ = strings.Cut(h, "=")
+			}
+			if ip == "host-gateway" {
+				ip = ""
+				for _, i := range res.Interfaces {
+					if i.Gateway.IsValid() {
+						ip = i.Gateway.String()
+						break
+					}
+				}
+				if ip == "" {
+					ip = "127.0.0.1"
+				}
+			}
+			fmt.Fprintf(&b, "%s\t%s\n", ip, name)
+		}
+		if err := appendFile(res.HostsPath, b.String()); err != nil {
+			return err
+		}
+	}
+	if (len(hc.DNS) > 0 || len(hc.DNSSearch) > 0 || len(hc.DNSOptions) > 0) && res.Mode != network.ModeContainer {
+		var b strings.Builder
+		if len(hc.DNSSearch) > 0 {
+			fmt.Fprintf(&b, "search %s\n", strings.Join(hc.DNSSearch, " "))
+		}
+		for _, s := range hc.DNS {
+			fmt.Fprintf(&b, "nameserver %s\n", s)
+		}
+		if len(hc.DNSOptions) > 0 {
+			fmt.Fprintf(&b, "options %s\n", strings.Join(hc.DNSOptions, " "))
+		}
+		if len(hc.DNS) == 0 {
+			old, _ := os.ReadFile(res.ResolvConfPath)
+			for _, line := range strings.Split(string(old), "\n") {
+				if strings.HasPrefix(line, "nameserver") {
+					b.WriteString(line + "\n")
+				}
+			}
+		}
+		if err := rewriteInPlace(res.ResolvConfPath, b.String()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func appendFile(path, s string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("--add-host: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		return fmt.Errorf("--add-host: write %s: %w", path, err)
+	}
+	return nil
+}
+
+func rewriteInPlace(path, s string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("--dns: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte(s), 0); err != nil {
+		return fmt.Errorf("--dns: write %s: %w", path, err)
+	}
+	return f.Truncate(int64(len(s)))
+}
+
+// newNetns makes a network namespace and bind-mounts it at path. The thread that made it
+// is left locked, so the Go runtime retires it rather than reusing it in that namespace.
+func newNetns(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("network namespace: create %s: %w", path, err)
+	}
+	f.Close()
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("network namespace: unshare: %w", err)
+			return
+		}
+		src := "/proc/thread-self/ns/net"
+		if err := unix.Mount(src, path, "", unix.MS_BIND, ""); err != nil {
+			errc <- fmt.Errorf("network namespace: bind %s to %s: %w", src, path, err)
+			return
+		}
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
+}
+
+// releaseNetns drops the engine's hold on the container's network namespace.
+func releaseNetns(path string) {
+	for unix.Unmount(path, unix.MNT_DETACH) == nil {
+	}
+	os.Remove(path)
+}
+
+// teardown undoes a run, whatever part of it was made: the runtime's container (and with
+// it the cgroup and any process left), the network, the snapshot's mount. Each step is
+// safe to repeat. The record is updated by the caller.
+func (e *Engine) teardown(l *lockedDir, c *Container, st *State, rt ociRuntime) {
+	if rt == nil {
+		var err error
+		if rt, err = e.ociRuntime(c.HostConfig.Runtime); err != nil {
+			e.warn("container %s: %v", short(c.ID), err)
+		}
+	}
+	if rt != nil {
+		defer trace("teardown rt deleted")
+		if err := rt.delete(c.ID, true); err != nil {
+			e.warn("container %s: delete from runtime %s: %v", short(c.ID), rt.name(), err)
+		}
+	}
+	// The namespace goes first: once it is gone the veths go with it, and Detach only
+	// has to set them down.
+	releaseNetns(l.path("netns"))
+	if nets, err := e.networks(); err == nil {
+		if err := nets.Detach(c.ID); err != nil {
+			e.warn("container %s: %v", short(c.ID), err)
+		}
+	}
+	if st.Mounted {
+		if sn, err := e.snapshotter(); err == nil {
+			if snap, err := sn.Get(c.ID); err == nil && isMounted(snap.Rootfs) {
+				if err := snap.Unmount(""); err != nil {
+					e.warn("container %s: %v", short(c.ID), err)
+				}
+			}
+		}
+		st.Mounted = false
+	}
+	st.Network = nil
+}
+
+// helperExited handles the end of a run for the monitor: it records the exit, tears the
+// run down, and says whether the restart policy wants another one ("restart MS") or not
+// ("done"); an --rm container is removed.
+func (e *Engine) helperExited(id string) (string, error) {
+	l, err := e.lockID(id, false)
+	if errors.Is(err, ErrNotFound) {
+		return "done", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	defer l.unlock()
+	c, err := l.readContainer()
+	if err != nil {
+		return "", err
+	}
+	st, err := l.readState()
+	if err != nil {
+		return "", err
+	}
+	code, finished, ok := readExitFile(l.path(monitor.ExitFile))
+	if !ok {
+		code, finished = 255, time.Now().UTC()
+	}
+	trace("H2 begin")
+	rt, _ := e.ociRuntime(c.HostConfig.Runtime)
+	st.OOMKilled = e.oomKilled(c, rt)
+	e.teardown(l, c, st, rt)
+	trace("H2 teardown")
+	ranFor := finished.Sub(st.StartedAt)
+	st.Status = StatusExited
+	st.ExitCode, st.FinishedAt = code, finished
+	st.Pid, st.PidStart = 0, 0
+	if c.HostConfig.AutoRemove {
+		if err := l.writeState(st); err != nil {
+			return "", err
+		}
+		if err := e.removeLocked(l, c, true); err != nil {
+			return "", err
+		}
+		trace("H2 removed")
+		return "done", nil
+	}
+	delay, restart := restartDecision(c.HostConfig.RestartPolicy, st, code, ranFor)
+	if restart {
+		st.Status = StatusRestarting
+		st.RestartCount++
+		st.RestartDelayMs = delay.Milliseconds()
+	} else {
+		st.RestartDelayMs = 0
+	}
+	if err := l.writeState(st); err != nil {
+		return "", err
+	}
+	if restart {
+		return "restart " + strconv.FormatInt(delay.Milliseconds(), 10), nil
+	}
+	return "done", nil
+}
+
+// restartDecision applies the restart policy. The delay doubles from 100 ms with each
+// restart in a row, up to a minute, and starts again after a run of 10 s or more, as
+// Docker's does.
+func restartDecision(p RestartPolicy, st *State, code int, ranFor time.Duration) (time.Duration, bool) {
+	if st.ManualStop {
+		return 0, false
+	}
+	switch p.Name {
+	case "always", "unless-stopped":
+	case "on-failure":
+		if code == 0 {
+			return 0, false
+		}
+		if p.MaximumRetryCount > 0 && st.RestartCount >= p.MaximumRetryCount {
+			return 0, false
+		}
+	default:
+		return 0, false
+	}
+	delay := 100 * time.Millisecond
+	if st.RestartDelayMs > 0 && ranFor < 10*time.Second {
+		delay = time.Duration(math.Min(float64(2*st.RestartDelayMs), 60000)) * time.Millisecond
+	}
+	return delay, true
+}
+
+// readExitFile reads the monitor's record of the exit: "CODE UNIX-NANOSECONDS".
+func readExitFile(path string) (int, time.Time, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, time.Time{}, false
+	}
+	code, err1 := strconv.Atoi(f[0])
+	ns, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, time.Time{}, false
+	}
+	return code, time.Unix(0, ns).UTC(), true
+}
+
+// oomKilled tells whether the kernel's OOM killer killed a process of the container.
+func (e *Engine) oomKilled(c *Container, rt ociRuntime) bool {
+	if rt == nil {
+		return false
+	}
+	paths := rt.cgroupPaths(c.ID)
+	if paths == nil {
+		return false
+	}
+	cg, err := cgroups.Load(paths)
+	if err != nil {
+		return false
+	}
+	n, err := cg.OOMKillCount()
+	return err == nil && n > 0
+}

@@ -1,0 +1,617 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-containers/berth/internal/cgroups"
+	"github.com/berth-containers/berth/internal/engine/monitor"
+)
+
+// Start starts a created or exited container: it starts the container's monitor, which
+// runs the helper that creates and starts it. With want != 0 the returned session is
+// attached to the container's stdio from its first byte (run, start -a) and the caller
+// reads the start result from it; otherwise Start waits for the result and returns a nil
+// session. Starting a running container does nothing.
+func (e *Engine) Start(ref string, want byte) (*Session, error) {
+	l, err := e.lock(ref, false)
+	if err != nil {
+		return nil, err
+	}
+	id := l.id
+	c, err := l.readContainer()
+	if err != nil {
+		l.unlock()
+		return nil, err
+	}
+	st, err := l.readState()
+	if err != nil {
+		l.unlock()
+		return nil, err
+	}
+	if st.Pid > 0 && alive(st.Pid, st.PidStart) {
+		l.unlock()
+		if want != 0 {
+			return e.dialMonitor(id, want)
+		}
+		return nil, nil
+	}
+	if st.MonitorPid > 0 && alive(st.MonitorPid, st.MonitorStart) {
+		l.unlock()
+		if st.Status == StatusRestarting {
+			return nil, fmt.Errorf("cannot start container %s: it is restarting (stop it first)", c.Name)
+		}
+		return nil, fmt.Errorf("cannot start container %s: it is being started or stopped by another berth", c.Name)
+	}
+	conn, theirs, err := socketpair()
+	if err != nil {
+		l.unlock()
+		return nil, err
+	}
+	trace("start spawn")
+	pid, pstart, err := e.spawnMonitor(l, c, theirs)
+	trace("start spawned")
+	theirs.Close()
+	if err != nil {
+		l.unlock()
+		conn.Close()
+		return nil, err
+	}
+	st.MonitorPid, st.MonitorStart = pid, pstart
+	st.ManualStop = false
+	if err := l.writeState(st); err != nil {
+		e.warn("%v", err)
+	}
+	// The helper needs the lock.
+	l.unlock()
+	s, err := newSession(id, conn, want)
+	if err != nil {
+		return nil, err
+	}
+	if want != 0 {
+		return s, nil
+	}
+	defer s.Close()
+	for {
+		ev, err := s.Next()
+		if err != nil {
+			return nil, fmt.Errorf("container %s: its monitor went away before it started: %w", short(id), err)
+		}
+		switch ev.Type {
+		case monitor.FrameStarted:
+			return nil, nil
+		case monitor.FrameStartError:
+			return nil, ev.StartError()
+		}
+	}
+}
+
+// spawnMonitor starts berth-monitor for the container, detached in its own session, with
+// its end of the client connection as descriptor 3.
+func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client *os.File) (int, uint64, error) {
+	mon, err := e.monitorExe()
+	if err != nil {
+		return 0, 0, err
+	}
+	self, err := e.exe()
+	if err != nil {
+		return 0, 0, err
+	}
+	args := []string{"berth-monitor", self, c.ID, "client-fd=3"}
+	if c.Config.Tty {
+		args = append(args, "tty")
+	}
+	if c.Config.OpenStdin {
+		args = append(args, "stdin")
+	}
+	if v := c.HostConfig.LogConfig.Config["max-size"]; v != "" {
+		if n, err := ParseSize(v); err == nil && n > 0 {
+			args = append(args, "log-size="+strconv.FormatInt(n, 10))
+		}
+	}
+	if v := c.HostConfig.LogConfig.Config["max-file"]; v != "" {
+		args = append(args, "log-files="+v)
+	}
+	logf, err := os.OpenFile(l.path(monitor.MonitorLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return 0, 0, fmt.Errorf("container %s: %w", short(c.ID), err)
+	}
+	defer logf.Close()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer devnull.Close()
+	env := os.Environ()
+	env = setEnv(env, "BERTH_ROOT", e.Root)
+	env = setEnv(env, "BERTH_RUNTIME_ROOT", e.RuntimeRoot)
+	p, err := os.StartProcess(mon, args, &os.ProcAttr{
+		Dir:   l.dir,
+		Env:   env,
+		Files: []*os.File{devnull, logf, logf, client},
+		Sys:   &sysProcAttrSetsid,
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("container %s: start %s: %w", short(c.ID), mon, err)
+	}
+	pid := p.Pid
+	p.Release()
+	_, start, _ := procStat(pid)
+	return pid, start, nil
+}
+
+func setEnv(env []string, k, v string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, k+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, k+"="+v)
+}
+
+// NotRunningError is an operation that needs a running container.
+type NotRunningError struct{ ID string }
+
+func (e *NotRunningError) Error() string { return fmt.Sprintf("container %s is not running", e.ID) }
+
+// Kill sends sig to the container's init.
+func (e *Engine) Kill(ref string, sig unix.Signal) error {
+	l, err := e.lock(ref, true)
+	if err != nil {
+		return err
+	}
+	defer l.unlock()
+	c, err := l.readContainer()
+	if err != nil {
+		return err
+	}
+	st, err := l.readState()
+	if err != nil {
+		return err
+	}
+	if st.Pid == 0 || !alive(st.Pid, st.PidStart) {
+		return fmt.Errorf("cannot kill container: %s: %w", ref, &NotRunningError{ID: c.ID})
+	}
+	rt, err := e.ociRuntime(c.HostConfig.Runtime)
+	if err != nil {
+		return err
+	}
+	if err := rt.kill(c.ID, sig, false); err != nil {
+		return fmt.Errorf("cannot kill container: %s: %w", ref, err)
+	}
+	return nil
+}
+
+// DefaultStopTimeout is Docker's: seconds between the stop signal and SIGKILL.
+const DefaultStopTimeout = 10
+
+// Stop stops a running container: its stop signal, then SIGKILL after the timeout
+// (seconds; nil means the container's own or 10; negative waits forever). It returns once
+// the container is stopped and its run torn down. The restart policy does not bring it
+// back.
+func (e *Engine) Stop(ref string, timeout *int) error {
+	l, err := e.lock(ref, false)
+	if err != nil {
+		return err
+	}
+	id := l.id
+	c, err := l.readContainer()
+	if err != nil {
+		l.unlock()
+		return err
+	}
+	st, err := l.readState()
+	if err != nil {
+		l.unlock()
+		return err
+	}
+	running := st.Pid > 0 && alive(st.Pid, st.PidStart)
+	monitorUp := st.MonitorPid > 0 && alive(st.MonitorPid, st.MonitorStart)
+	if !running && !(st.Status == StatusRestarting && monitorUp) {
+		l.unlock()
+		if st.Status == StatusRunning || st.Status == StatusRestarting {
+			return e.reconcile(id)
+		}
+		return nil
+	}
+	st.ManualStop = true
+	if err := l.writeState(st); err != nil {
+		l.unlock()
+		return err
+	}
+	l.unlock()
+	// Connected before the signal, so the exit cannot be missed.
+	s, _ := e.dialMonitor(id, 0)
+	if s != nil {
+		defer s.Close()
+	}
+	if !running {
+		// Restarting: the monitor's next start sees ManualStop and gives up.
+		e.waitSession(s, -1)
+		return nil
+	}
+	secs := DefaultStopTimeout
+	if c.Config.StopTimeout != nil {
+		secs = *c.Config.StopTimeout
+	}
+	if timeout != nil {
+		secs = *timeout
+	}
+	sig := unix.SIGTERM
+	if c.Config.StopSignal != "" {
+		if s, err := ParseSignal(c.Config.StopSignal); err == nil {
+			sig = s
+		}
+	}
+	rt, err := e.ociRuntime(c.HostConfig.Runtime)
+	if err != nil {
+		return err
+	}
+	if err := rt.kill(id, sig, false); err != nil && alive(st.Pid, st.PidStart) {
+		return fmt.Errorf("cannot stop container: %s: %w", ref, err)
+	}
+	wait := time.Duration(secs) * time.Second
+	if secs < 0 {
+		wait = -1
+	}
+	if !waitPidGone(st.Pid, st.PidStart, wait) {
+		if err := rt.kill(id, unix.SIGKILL, true); err != nil && alive(st.Pid, st.PidStart) {
+			return fmt.Errorf("cannot stop container: %s: %w", ref, err)
+		}
+		if !waitPidGone(st.Pid, st.PidStart, 30*time.Second) {
+			return fmt.Errorf("cannot stop container: %s: the init %d survived SIGKILL", ref, st.Pid)
+		}
+	}
+	if e.waitSession(s, 30*time.Second) {
+		return nil
+	}
+	return e.reconcile(id)
+}
+
+// waitSession waits for the monitor's exit frame, or for the monitor to go; it reports
+// whether the monitor said the run is over.
+func (e *Engine) waitSession(s *Session, timeout time.Duration) bool {
+	if s == nil {
+		return false
+	}
+	if timeout >= 0 {
+		s.SetDeadline(time.Now().Add(timeout))
+	}
+	for {
+		ev, err := s.Next()
+		if err != nil {
+			return false
+		}
+		if ev.Type == monitor.FrameExit || ev.Type == monitor.FrameStartError {
+			return true
+		}
+	}
+}
+
+// reconcile makes the record true after the processes that should have updated it died:
+// a run whose init and monitor are both gone is torn down and recorded as exited (with
+// the code the monitor recorded, if it got that far).
+func (e *Engine) reconcile(id string) error {
+	for tries := 0; ; tries++ {
+		l, err := e.lockID(id, false)
+		if err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+		c, err := l.readContainer()
+		if err != nil {
+			l.unlock()
+			return err
+		}
+		st, err := l.readState()
+		if err != nil {
+			l.unlock()
+			return err
+		}
+		if st.Status != StatusRunning && st.Status != StatusRestarting {
+			l.unlock()
+			return nil
+		}
+		if st.Pid > 0 && alive(st.Pid, st.PidStart) {
+			l.unlock()
+			return nil
+		}
+		if st.MonitorPid > 0 && alive(st.MonitorPid, st.MonitorStart) && tries < 100 {
+			// The monitor is handling the exit; it needs the lock.
+			l.unlock()
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		code, finished, ok := readExitFile(l.path(monitor.ExitFile))
+		if !ok {
+			code, finished = 255, time.Now().UTC()
+			st.Error = "the container's monitor died before it; its exit code is unknown"
+		}
+		e.teardown(l, c, st, nil)
+		st.Status, st.ExitCode, st.FinishedAt = StatusExited, code, finished
+		st.Pid, st.PidStart = 0, 0
+		err = l.writeState(st)
+		if err == nil && c.HostConfig.AutoRemove {
+			err = e.removeLocked(l, c, true)
+		}
+		l.unlock()
+		return err
+	}
+}
+
+// Restart stops the container if it runs, then starts it.
+func (e *Engine) Restart(ref string, timeout *int) error {
+	if err := e.Stop(ref, timeout); err != nil {
+		return err
+	}
+	_, err := e.Start(ref, 0)
+	return err
+}
+
+// Wait blocks until the container stops and returns its exit code (Docker's `wait`).
+func (e *Engine) Wait(ref string) (int, error) {
+	id, err := e.Resolve(ref)
+	if err != nil {
+		return -1, err
+	}
+	for {
+		s, _ := e.dialMonitor(id, 0)
+		if s != nil {
+			e.waitSession(s, -1)
+			s.Close()
+		}
+		info, err := e.Inspect(id)
+		if errors.Is(err, ErrNotFound) {
+			return -1, err
+		}
+		if err != nil {
+			return -1, err
+		}
+		switch info.State.Status {
+		case StatusRunning, StatusPaused, StatusRestarting:
+			if s == nil {
+				// No monitor to wait on: wait for the init itself.
+				if !waitPidGone(info.State.Pid, info.State.PidStart, time.Second) {
+					continue
+				}
+				e.reconcile(id)
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		return info.State.ExitCode, nil
+	}
+}
+
+// Remove deletes a container: its record, logs, snapshot and name, and with volumes its
+// anonymous volumes. A running container needs force, which kills it first.
+func (e *Engine) Remove(ref string, force, volumes bool) error {
+	l, err := e.lock(ref, false)
+	if err != nil {
+		return err
+	}
+	defer l.unlock()
+	c, err := l.readContainer()
+	if err != nil {
+		return err
+	}
+	st, err := l.readState()
+	if err != nil {
+		return err
+	}
+	running := st.Pid > 0 && alive(st.Pid, st.PidStart)
+	monitorUp := st.MonitorPid > 0 && alive(st.MonitorPid, st.MonitorStart)
+	if (running || (st.Status == StatusRestarting && monitorUp)) && !force {
+		state := "running"
+		if !running {
+			state = "restarting"
+		}
+		return fmt.Errorf("cannot remove container \"/%s\": container is %s: stop the container before removing or force remove", c.Name, state)
+	}
+	st.ManualStop = true
+	if err := l.writeState(st); err != nil {
+		return err
+	}
+	rt, err := e.ociRuntime(c.HostConfig.Runtime)
+	if err != nil {
+		return err
+	}
+	if running {
+		// The monitor reaps the init and runs its exit helper, which waits for our lock
+		// and then finds the container gone.
+		rt.kill(c.ID, unix.SIGKILL, true)
+	}
+	e.teardown(l, c, st, rt)
+	return e.removeLocked(l, c, volumes)
+}
+
+// removeLocked deletes the stopped container's files. The directory is first renamed to
+// .removing-<id>, so the container is gone at once for everyone and a removal that is
+// killed halfway is finished by the next listing.
+func (e *Engine) removeLocked(l *lockedDir, c *Container, volumes bool) error {
+	gone := filepath.Join(e.containersPath(), removingPfx+c.ID)
+	if err := os.Rename(l.dir, gone); err != nil {
+		return fmt.Errorf("remove container %s: %w", short(c.ID), err)
+	}
+	l.dir = gone
+	e.releaseName(c.Name, c.ID)
+	return e.finishRemoval(gone, c, volumes)
+}
+
+const removingPfx = ".removing-"
+
+func (e *Engine) finishRemoval(dir string, c *Container, volumes bool) error {
+	var errs []error
+	if sn, err := e.snapshotter(); err == nil {
+		if err := sn.Remove(c.ID); err != nil {
+			errs = append(errs, err)
+		}
+	} else {
+		errs = append(errs, err)
+	}
+	if volumes {
+		for _, m := range c.Mounts {
+			if m.Type == "volume" && m.Anonymous {
+				if err := e.VolumeRemove(m.Name, true); err != nil {
+					e.warn("container %s: remove anonymous volume %s: %v", short(c.ID), m.Name, err)
+				}
+			}
+		}
+	}
+	e.freeUserNS(c.ID)
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+	}
+	return errors.Join(errs...)
+}
+
+// finishAbandonedRemoval completes a removal whose process was killed.
+func (e *Engine) finishAbandonedRemoval(id string) {
+	dir := filepath.Join(e.containersPath(), removingPfx+id)
+	f, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return
+	}
+	c := &Container{ID: id}
+	readJSON(filepath.Join(dir, recordFile), c)
+	c.ID = id
+	if c.Name != "" {
+		e.releaseName(c.Name, id)
+	}
+	e.finishRemoval(dir, c, c.HostConfig.AutoRemove)
+}
+
+// Pause freezes every process of the container.
+func (e *Engine) Pause(ref string) error { return e.freeze(ref, true) }
+
+// Unpause thaws a paused container.
+func (e *Engine) Unpause(ref string) error { return e.freeze(ref, false) }
+
+func (e *Engine) freeze(ref string, freeze bool) error {
+	l, err := e.lock(ref, false)
+	if err != nil {
+		return err
+	}
+	defer l.unlock()
+	c, err := l.readContainer()
+	if err != nil {
+		return err
+	}
+	st, err := l.readState()
+	if err != nil {
+		return err
+	}
+	if st.Pid == 0 || !alive(st.Pid, st.PidStart) {
+		return &NotRunningError{ID: c.ID}
+	}
+	cg, err := e.cgroupOf(c, st)
+	if err != nil {
+		return err
+	}
+	frozen, err := cg.Frozen()
+	if err != nil {
+		return fmt.Errorf("container %s: %w", short(c.ID), err)
+	}
+	if freeze {
+		if frozen {
+			return fmt.Errorf("container %s is already paused", short(c.ID))
+		}
+		return cg.Freeze()
+	}
+	if !frozen {
+		return fmt.Errorf("container %s is not paused", short(c.ID))
+	}
+	return cg.Thaw()
+}
+
+// cgroupOf returns the running container's cgroup.
+func (e *Engine) cgroupOf(c *Container, st *State) (cgroups.Manager, error) {
+	rt, err := e.ociRuntime(c.HostConfig.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	paths := rt.cgroupPaths(c.ID)
+	if paths == nil {
+		paths = cgroupPathsOf(st.Pid)
+	}
+	if paths == nil {
+		return nil, fmt.Errorf("container %s: its cgroup is unknown", short(c.ID))
+	}
+	cg, err := cgroups.Load(paths)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", short(c.ID), err)
+	}
+	return cg, nil
+}
+
+// Rename gives a container a new name.
+func (e *Engine) Rename(ref, name string) error {
+	name = strings.TrimPrefix(name, "/")
+	if err := ValidateName(name); err != nil {
+		return &UsageError{Msg: err.Error()}
+	}
+	l, err := e.lock(ref, false)
+	if err != nil {
+		return err
+	}
+	defer l.unlock()
+	c, err := l.readContainer()
+	if err != nil {
+		return err
+	}
+	if c.Name == name {
+		return messagef("Renaming a container with the same name as its current name")
+	}
+	if err := e.claimName(name, c.ID); err != nil {
+		return err
+	}
+	old := c.Name
+	c.Name = name
+	if err := l.writeContainer(c); err != nil {
+		e.releaseName(name, c.ID)
+		return err
+	}
+	e.releaseName(old, c.ID)
+	return nil
+}
+
+// ParseSignal reads a signal as Docker takes it: a name with or without SIG, or a number.
+func ParseSignal(s string) (unix.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return 0, messagef("Invalid signal: %s", s)
+		}
+		return unix.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	if rest, ok := strings.CutPrefix(name, "SIGRTMIN+"); ok {
+		if n, err := strconv.Atoi(rest); err == nil && 34+n <= 64 {
+			return unix.Signal(34 + n), nil
+		}
+	}
+	return 0, messagef("Invalid signal: %s", s)
+}
+
+// sysProcAttrSetsid detaches the monitor from the caller's session and terminal.
+var sysProcAttrSetsid = syscall.SysProcAttr{Setsid: true}

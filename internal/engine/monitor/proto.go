@@ -1,0 +1,86 @@
+// Package monitor is what berth-monitor, the engine and its clients agree on: the frames on
+// a container's attach socket, the helper commands the monitor runs, and the files it keeps
+// in the container's directory.
+//
+// It imports nothing but the standard library's smallest packages, because berth-monitor
+// links it and must stay small: one monitor runs per container for its whole life.
+package monitor
+
+// Frames are a type byte, a 4-byte big-endian payload length, and the payload.
+const (
+	// Monitor to client.
+	FrameStdout     = 'o' // container output
+	FrameStderr     = 'e'
+	FrameStarted    = 's' // payload: the init's pid in decimal
+	FrameStartError = 'E' // payload: "CODE message", CODE being Docker's 125, 126 or 127
+	FrameExit       = 'x' // payload: the exit code in decimal; sent once cleanup is done
+
+	// Client to monitor.
+	FrameHello      = 'h' // payload: one byte of Want flags; must come first
+	FrameStdin      = 'i'
+	FrameCloseStdin = 'c' // the client's input ended: close the container's stdin
+	FrameResize     = 'w' // payload: rows and columns, 2 bytes each, big-endian
+)
+
+// Want flags of the hello frame: which streams the client wants.
+const (
+	WantStdout = 1 << iota
+	WantStderr
+	WantStdin
+)
+
+// HeaderSize is the length of a frame header; MaxFrame bounds a payload.
+const (
+	HeaderSize = 5
+	MaxFrame   = 1 << 20
+)
+
+// AppendFrame appends one frame to b.
+func AppendFrame(b []byte, typ byte, payload []byte) []byte {
+	n := len(payload)
+	b = append(b, typ, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	return append(b, payload...)
+}
+
+// ParseFrame splits the first frame off b. ok is false while b holds less than a frame;
+// bad is true when the header announces a payload over MaxFrame.
+func ParseFrame(b []byte) (typ byte, payload, rest []byte, ok, bad bool) {
+	if len(b) < HeaderSize {
+		return 0, nil, b, false, false
+	}
+	n := int(b[1])<<24 | int(b[2])<<16 | int(b[3])<<8 | int(b[4])
+	if n < 0 || n > MaxFrame {
+		return 0, nil, b, false, true
+	}
+	if len(b) < HeaderSize+n {
+		return 0, nil, b, false, false
+	}
+	return b[0], b[HeaderSize : HeaderSize+n], b[HeaderSize+n:], true, false
+}
+
+// The monitor runs the berth binary with HelperEnv set to one of these, the container id as
+// its only argument, the status pipe as stdout and stderr, and (for start) the container's
+// stdin, stdout and stderr as descriptors 3, 4 and 5. A start helper prints "ok PID" or
+// "stopped" (a restart found the container stopped by the user), anything else being an
+// error ("CODE message"); an exited helper prints "restart MILLISECONDS" or "done".
+const (
+	HelperEnv     = "_BERTH_HELPER"
+	HelperStart   = "start"
+	HelperRestart = "restart"
+	HelperExited  = "exited"
+)
+
+// Files in the container's directory. The monitor runs with that directory as its working
+// directory and names them relative to it, so socket paths stay short.
+const (
+	AttachSocket  = "attach.sock"
+	ConsoleSocket = "console.sock"
+	// ExitFile is written by the monitor, atomically, as soon as the init is reaped:
+	// "CODE UNIX-NANOSECONDS\n".
+	ExitFile = "exit"
+	// MonitorLog receives the monitor's own errors.
+	MonitorLog = "monitor.log"
+)
+
+// LogFile is the name of a container's json-file log, Docker's.
+func LogFile(id string) string { return id + "-json.log" }

@@ -13,6 +13,7 @@ all: build
 build:
 	$(GO) build $(GOFLAGS) -tags osusergo,netgo -ldflags '$(LDFLAGS) -extldflags=-static' -o $(BINDIR)/berth-runtime ./cmd/berth-runtime
 	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BINDIR)/berth ./cmd/berth
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BINDIR)/berth-monitor ./cmd/berth-monitor
 
 # The whole suite: unit tests, then integration tests that run real containers (root required).
 test: build

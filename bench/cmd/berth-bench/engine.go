@@ -120,7 +120,9 @@ type podmanEngine struct {
 
 func (e *podmanEngine) name() string { return "podman" }
 
-func (e *podmanEngine) version() string { return firstLine(e.bin, "--version") }
+func (e *podmanEngine) version() string {
+	return strings.TrimPrefix(firstLine(e.bin, "--version"), "podman version ")
+}
 
 func (e *podmanEngine) cmd(args ...string) harness.Cmd {
 	g := []string{e.bin, "--root", filepath.Join(e.dir, "r"), "--runroot", filepath.Join(e.dir, "rr"),

@@ -19,6 +19,7 @@ func TestContainerd(t *testing.T) {
 	need(t, "containerd-shim-runc-v2", "containerd")
 	dir := tempDir(t, "berth-ctrd-")
 	removeIfMade(t, "/run/containerd/fifo", "/run/containerd/s", "/run/containerd")
+	removeCgroupsIfMade(t, "berth-test") // ctr's cgroup parent: the namespace
 	t.Cleanup(func() { cleanupDir(t, dir) })
 	sock := filepath.Join(dir, "containerd.sock")
 	config := fmt.Sprintf(`version = 2

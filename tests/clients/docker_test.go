@@ -23,24 +23,8 @@ func TestDocker(t *testing.T) {
 	need(t, "containerd", "containerd")
 	dir := tempDir(t, "berth-dockerd-")
 	removeIfMade(t, "/run/docker/plugins", "/run/docker", "/run/containerd/fifo", "/run/containerd/s", "/run/containerd")
-	// dockerd makes its cgroup parent, docker, in every hierarchy; those this test made go
-	// after it (rmdir: only when empty).
-	before := map[string]bool{}
-	parents, _ := filepath.Glob("/sys/fs/cgroup/*/docker")
-	for _, p := range parents {
-		before[p] = true
-	}
-	t.Cleanup(func() {
-		cleanupDir(t, dir)
-		parents, _ := filepath.Glob("/sys/fs/cgroup/*/docker")
-		for _, p := range parents {
-			if !before[p] {
-				if err := os.Remove(p); err != nil {
-					t.Errorf("remove dockerd's cgroup parent %s: %v", p, err)
-				}
-			}
-		}
-	})
+	removeCgroupsIfMade(t, "docker")
+	t.Cleanup(func() { cleanupDir(t, dir) })
 	sock := filepath.Join(dir, "docker.sock")
 	execRoot := filepath.Join(dir, "exec")
 	cfg := filepath.Join(dir, "daemon.json")

@@ -22,6 +22,7 @@ func TestPodman(t *testing.T) {
 	podman := need(t, "podman", "podman")
 	need(t, "conmon", "conmon")
 	dir := tempDir(t, "berth-podman-")
+	removeCgroupsIfMade(t, "libpod_parent/conmon", "libpod_parent")
 	t.Cleanup(func() { cleanupDir(t, dir) })
 	// Podman as root asks for RLIMIT_NOFILE and RLIMIT_NPROC of 1048576, above this host's
 	// hard limits, which the runtime (without CAP_SYS_RESOURCE) cannot raise: ask for what

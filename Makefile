@@ -59,3 +59,20 @@ test-v2:
 bench: build
 	bash hack/deps-bench.sh
 	$(GO) run ./bench/cmd/berth-bench -bin $(BINDIR)
+
+# OCI conformance: the runtime-tools v0.9.0 validation suite (built from the Go module proxy in
+# its own module, tests/conformance/suite) against runc, crun and berth-runtime, per program;
+# rewrites docs/conformance.md and fails on a berth-runtime failure it cannot explain. Root;
+# about three minutes.
+.PHONY: conformance
+conformance: build
+	bash hack/deps-conformance.sh
+	$(GO) run ./tests/conformance/runner -bin $(BINDIR) -out docs/conformance.md
+
+# End-to-end tests with the real clients (containerd's ctr, dockerd, Podman) running busybox
+# containers through berth-runtime; each test starts its daemon on unix sockets in temporary
+# directories and removes everything after. Root.
+.PHONY: test-clients
+test-clients: build
+	bash hack/deps-conformance.sh
+	$(GO) test -count=1 -v -timeout 15m ./tests/clients/

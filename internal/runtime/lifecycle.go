@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"time"
 
 	"github.com/berth-containers/berth/internal/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -123,13 +124,34 @@ func (r *Runtime) start(id string) (int, error) {
 	if _, err := unix.Write(fd, []byte{0}); err != nil {
 		return 0, fmt.Errorf("container %s: release init: %w", id, err)
 	}
+	hooks := len(rec.Poststart) > 0
+	if hooks {
+		// Poststart hooks run once the user's program is executed, as the spec says.
+		waitExeced(h.path(fifoFile))
+	}
 	os.Remove(h.path(fifoFile))
-	if len(rec.Poststart) > 0 {
+	if hooks {
 		st := hookState(id, specs.StateRunning, rec.Pid, rec.Bundle, rec.Annotations)
 		// The program runs already: the spec makes a failure a warning.
 		runHooksWarn("poststart", rec.Poststart, st, func(err error) { r.warn("container %s: %v", id, err) })
 	}
 	return rec.Pid, nil
+}
+
+// waitExeced waits until no process holds exec.fifo open for reading: the init's descriptor
+// closes on exec, so from then on the user's program runs (or the init has died). Only start
+// with poststart hooks waits, a few milliseconds at most, checking with a backoff.
+func waitExeced(fifo string) {
+	delay := 20 * time.Microsecond
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		fd, err := unix.Open(fifo, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return // ENXIO: no reader left
+		}
+		unix.Close(fd)
+		time.Sleep(delay)
+		delay = min(2*delay, 5*time.Millisecond)
+	}
 }
 
 // Kill sends sig to the container's init, or with all to every process in its cgroup.

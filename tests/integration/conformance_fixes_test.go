@@ -133,3 +133,22 @@ func TestDeleteForceOfMissingContainer(t *testing.T) {
 		t.Errorf("delete of a container that does not exist: exit %d, %q; want an error", code, stderr)
 	}
 }
+
+// runtime-tools poststart: poststart hooks run after the user's program is executed, even
+// when the init is still busy (here in a startContainer hook) after start released it.
+func TestPoststartHookRunsAfterTheProgramIsExecuted(t *testing.T) {
+	r := newRT(t)
+	log := filepath.Join(t.TempDir(), "comm")
+	b := newBundle(t, "exec sleep 1000")
+	b.Spec.Hooks = &specs.Hooks{
+		StartContainer: []specs.Hook{{Path: "/bin/sleep", Args: []string{"sleep", "0.3"}}},
+		Poststart: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c",
+			`pid=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p'); cat /proc/$pid/comm > ` + log}}},
+	}
+	b.save(t)
+	r.mustOK("create", "-b", b.Dir, "poststart-after-exec")
+	r.mustOK("start", "poststart-after-exec")
+	if got, _ := os.ReadFile(log); strings.TrimSpace(string(got)) != "sleep" {
+		t.Errorf("the poststart hook saw the container's process as %q, want sleep (the user's program)", got)
+	}
+}

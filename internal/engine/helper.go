@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"io"
 	"errors"
 	"fmt"
 	"math"
@@ -29,6 +30,10 @@ func IsHelper() bool { return os.Getenv(monitor.HelperEnv) != "" }
 func RunHelper() int {
 	kind := os.Getenv(monitor.HelperEnv)
 	os.Unsetenv(monitor.HelperEnv)
+	if kind == helperHold {
+		io.Copy(io.Discard, os.Stdin)
+		return 0
+	}
 	if len(os.Args) != 2 {
 		fmt.Println("125 helper: want one argument, the container id")
 		return 1
@@ -149,11 +154,19 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		return 0, err
 	}
 	if !isMounted(snap.Rootfs) {
-		if err := snap.Mount(""); err != nil {
+		if c.UserNSMap != nil && snap.Driver == "overlay" {
+			err = e.mountIDMapped(snap.Lower, snap.Upper, snap.Work, snap.Rootfs, c.UserNSMap)
+		} else {
+			err = snap.Mount("")
+		}
+		if err != nil {
 			return 0, err
 		}
 	}
 	st.Mounted = true
+	if err := populateVolumes(c, snap.Rootfs); err != nil {
+		return 0, err
+	}
 	// Recorded before anything else is made, so that a helper killed from here on leaves
 	// a record that says what to undo.
 	st.Runtime = rt.name()
@@ -173,6 +186,20 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		return 0, err
 	}
 	st.Network = ns
+	if c.UserNSMap != nil {
+		paths := []string{snap.Rootfs}
+		for _, f := range in.Files {
+			paths = append(paths, f)
+		}
+		for _, m := range c.Mounts {
+			if m.Type == "volume" {
+				paths = append(paths, m.Source)
+			}
+		}
+		if err := e.allowTraversal(paths...); err != nil {
+			return 0, err
+		}
+	}
 	spec, err := e.buildSpec(c, in)
 	if err != nil {
 		return 0, err
@@ -268,7 +295,7 @@ func (e *Engine) setupNetwork(l *lockedDir, c *Container, st *State, in *specInp
 		a.Hostname = ""
 	default:
 		path := l.path("netns")
-		if err := newNetns(path); err != nil {
+		if err := newNetns(path, c.HostConfig.Sysctls); err != nil {
 			return nil, err
 		}
 		a.NetnsPath = path
@@ -396,9 +423,10 @@ func rewriteInPlace(path, s string) error {
 	return f.Truncate(int64(len(s)))
 }
 
-// newNetns makes a network namespace and bind-mounts it at path. The thread that made it
-// is left locked, so the Go runtime retires it rather than reusing it in that namespace.
-func newNetns(path string) error {
+// newNetns makes a network namespace, writes the net.* sysctls into it, and bind-mounts it
+// at path. The thread that made it is left locked, so the Go runtime retires it rather
+// than reusing it in that namespace.
+func newNetns(path string, sysctls map[string]string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("network namespace: create %s: %w", path, err)
@@ -410,6 +438,20 @@ func newNetns(path string) error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("network namespace: unshare: %w", err)
 			return
+		}
+		// /proc/sys/net shows the network namespace of the thread that opens it.
+		for k, v := range sysctls {
+			if !strings.HasPrefix(k, "net.") {
+				continue
+			}
+			if strings.Contains(k, "/") || strings.Contains(k, "..") {
+				errc <- fmt.Errorf("--sysctl %s: invalid name", k)
+				return
+			}
+			if err := os.WriteFile("/proc/sys/"+strings.ReplaceAll(k, ".", "/"), []byte(v), 0); err != nil {
+				errc <- fmt.Errorf("--sysctl %s=%s: %w", k, v, err)
+				return
+			}
 		}
 		src := "/proc/thread-self/ns/net"
 		if err := unix.Mount(src, path, "", unix.MS_BIND, ""); err != nil {

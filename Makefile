@@ -8,9 +8,12 @@ LDFLAGS ?= -s -w
 
 all: build
 
+# berth-runtime is linked statically: no dynamic loader at each of its two starts per
+# container (measured: 1.3 ms less CPU per `run`, docs/benchmarks.md).
 build:
-	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BINDIR)/berth-runtime ./cmd/berth-runtime
+	$(GO) build $(GOFLAGS) -tags osusergo,netgo -ldflags '$(LDFLAGS) -extldflags=-static' -o $(BINDIR)/berth-runtime ./cmd/berth-runtime
 	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BINDIR)/berth ./cmd/berth
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BINDIR)/berth-monitor ./cmd/berth-monitor
 
 # The whole suite: unit tests, then integration tests that run real containers (root required).
 test: build
@@ -43,8 +46,10 @@ clean:
 test-v2:
 	bash hack/deps-cgroups.sh
 	bash tests/v2vm/run-go-tests.sh ./internal/cgroups
+	@# The VM's busybox userland has no useradd or newuidmap: the rootless test runs on this
+	@# host's lane only.
 	V2_BINS="./cmd/berth-runtime ./tests/integration/probe" V2VM_ENV="BERTH_TEST_PREBUILT BERTH_TEST_TMPDIR" BERTH_TEST_PREBUILT=1 BERTH_TEST_TMPDIR=/var/tmp/berth-tests \
-		V2_TESTFLAGS="-test.v -test.timeout 15m" bash tests/v2vm/run-go-tests.sh ./tests/integration
+		V2_TESTFLAGS="-test.v -test.timeout 15m -test.skip TestRootlessContainers" bash tests/v2vm/run-go-tests.sh ./tests/integration
 
 # Benchmarks: berth against runc, crun (and later Podman, Docker, containerd) and lsns, each
 # command measured from outside its process. Installs its contenders (hack/deps-bench.sh),

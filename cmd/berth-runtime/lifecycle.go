@@ -70,7 +70,16 @@ func runCmd() *cobra.Command {
 			if keep {
 				return errors.New("--keep is not supported yet")
 			}
-			code, err := r.Run(args[0], cf.opts(), detach)
+			o := cf.opts()
+			var code int
+			if o.ConsoleSocket == "" && !detach && terminalRequested(cf.bundle) {
+				code, err = withTerminal(func(sock string) (int, error) {
+					o.ConsoleSocket = sock
+					return r.Run(args[0], o, false)
+				})
+			} else {
+				code, err = r.Run(args[0], o, detach)
+			}
 			if err != nil {
 				return err
 			}
@@ -82,6 +91,13 @@ func runCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "detach from the container's process")
 	cmd.Flags().BoolVar(&keep, "keep", false, "do not delete the container after it exits")
 	return cmd
+}
+
+// terminalRequested reads process.terminal from the bundle's config (errors are left to
+// create, which reports them properly).
+func terminalRequested(bundle string) bool {
+	spec, err := runtime.LoadSpec(bundle)
+	return err == nil && spec.Process.Terminal
 }
 
 func startCmd() *cobra.Command {

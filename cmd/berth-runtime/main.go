@@ -12,6 +12,7 @@ import (
 
 	_ "github.com/berth-containers/berth/internal/namespaces/nsenter"
 	"github.com/berth-containers/berth/internal/runtime"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
 )
 
@@ -60,6 +61,11 @@ func newRootCmd() *cobra.Command {
 			default:
 				return fmt.Errorf("--log-format %q: must be text or json", globals.logFormat)
 			}
+			if globals.debug {
+				start := time.Now()
+				logMsg("debug", fmt.Sprintf("berth-runtime %s", strings.Join(os.Args[1:], " ")))
+				cobra.OnFinalize(func() { logMsg("debug", fmt.Sprintf("%s took %v", cmd.Name(), time.Since(start))) })
+			}
 			if globals.systemdCgroup {
 				return fmt.Errorf("--systemd-cgroup: the systemd cgroup driver is not supported yet; berth manages cgroupfs directly")
 			}
@@ -67,7 +73,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	f := root.PersistentFlags()
-	f.StringVar(&globals.root, "root", runtime.DefaultRoot, "root directory for storage of container state")
+	f.StringVar(&globals.root, "root", runtime.DefaultRootFor(), "root directory for storage of container state")
 	f.StringVar(&globals.log, "log", "", "write log messages to this file (default: stderr only)")
 	f.StringVar(&globals.logFormat, "log-format", "text", "log format: text or json")
 	f.BoolVar(&globals.debug, "debug", false, "enable debug logging")
@@ -75,11 +81,22 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&globals.rootless, "rootless", "auto", "ignore cgroup permission errors (true, false or auto)")
 	f.String("criu", "", "path to criu (checkpoint/restore is not supported; accepted for compatibility)")
 	f.Lookup("criu").Hidden = true
-	root.SetVersionTemplate("berth-runtime version {{.Version}}\nspec: 1.2.0\n")
+	root.SetVersionTemplate("berth-runtime version {{.Version}}\nspec: " + specs.Version + "\n")
 
 	root.AddCommand(createCmd(), runCmd(), startCmd(), stateCmd(), killCmd(), deleteCmd(), listCmd(), specCmd(),
-		pauseCmd(), resumeCmd(), psCmd(), eventsCmd(), updateCmd())
+		pauseCmd(), resumeCmd(), psCmd(), eventsCmd(), updateCmd(), execCmd(), featuresCmd())
 	return root
+}
+
+func featuresCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "features",
+		Short: "Print what this runtime supports on this host (the runtime spec's features JSON)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return printJSON(runtime.Features())
+		},
+	}
 }
 
 func newRuntime() (*runtime.Runtime, error) {

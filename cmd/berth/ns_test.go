@@ -153,7 +153,7 @@ func TestNSJSONMatchesLsns(t *testing.T) {
 		return flatten(t, string(out))
 	}
 	var problems []string
-	for round := 0; round < 10; round++ {
+	for round := 0; round < 30; round++ {
 		before := lsns()
 		out, stderr, err := berth(t, nil, "ns", "-J")
 		if err != nil {
@@ -188,14 +188,16 @@ func TestNSJSONMatchesLsns(t *testing.T) {
 				problems = append(problems, fmt.Sprintf("test namespace %d not listed", ino))
 			}
 		}
+		// The host's own namespaces change their process counts whenever anything on the
+		// host starts or exits: a round where too few held still is churn, tried again.
+		if len(problems) == 0 && stable < len(mine)+8 {
+			problems = append(problems, fmt.Sprintf("only %d namespaces were stable across the round", stable))
+		}
 		if len(problems) == 0 {
-			if stable < len(mine)+8 {
-				t.Fatalf("only %d namespaces were stable enough to compare", stable)
-			}
 			t.Logf("round %d: %d namespaces agree with lsns", round, stable)
 			return
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("berth ns -J disagrees with lsns -J in every round; last round:\n%s", strings.Join(problems, "\n"))
 }

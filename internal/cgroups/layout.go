@@ -3,8 +3,8 @@ package cgroups
 import (
 	"bytes"
 	"fmt"
+	"github.com/berth-containers/berth/internal/mountinfo"
 	"os"
-	"strconv"
 	"strings"
 )
 
@@ -84,7 +84,7 @@ func parseMounts(data []byte) (*mounts, error) {
 		if fstype != "cgroup" && fstype != "cgroup2" {
 			continue
 		}
-		h := hierarchy{root: unescapeMount(pre[3]), mountpoint: unescapeMount(pre[4])}
+		h := hierarchy{root: mountinfo.Unescape(pre[3]), mountpoint: mountinfo.Unescape(pre[4])}
 		if fstype == "cgroup2" {
 			h.v2 = true
 			if m.v2 == nil || (h.mountpoint == "/sys/fs/cgroup" && m.v2.mountpoint != "/sys/fs/cgroup") {
@@ -125,25 +125,6 @@ func parseMounts(data []byte) (*mounts, error) {
 		return nil, fmt.Errorf("cgroups: no cgroup or cgroup2 file system is mounted (%s)", mountinfoPath)
 	}
 	return m, nil
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space, ...).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // v1Hierarchy finds the v1 hierarchy holding controller c.

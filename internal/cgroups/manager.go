@@ -114,7 +114,8 @@ func hierName(key string) string {
 // the matching hierarchy mounted on this host; the directories need not exist any more.
 func Load(paths map[string]string) (Manager, error) {
 	if len(paths) == 0 {
-		return nil, fmt.Errorf("cgroups: load: no cgroup paths given")
+		// Recorded without a cgroup (a rootless container where none is delegated).
+		return None(), nil
 	}
 	mt, err := readMounts()
 	if err != nil {

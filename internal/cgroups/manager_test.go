@@ -201,7 +201,6 @@ func TestLoadRejects(t *testing.T) {
 		paths map[string]string
 		want  string
 	}{
-		{nil, "no cgroup paths"},
 		{map[string]string{anyKey: "berth/x"}, "not an absolute clean path"},
 		{map[string]string{anyKey: anyMnt + "/berth/../x"}, "not an absolute clean path"},
 		{map[string]string{anyKey: "/tmp/berth/x"}, "/tmp/berth/x is not inside"},
@@ -210,6 +209,17 @@ func TestLoadRejects(t *testing.T) {
 	} {
 		_, err := Load(tc.paths)
 		wantErr(t, err, tc.want)
+	}
+	// No paths: a container recorded without a cgroup (rootless, none delegated).
+	m, err := Load(nil)
+	if err != nil {
+		t.Fatalf("Load(nil): %v", err)
+	}
+	if err := m.Freeze(); !errors.Is(err, ErrNoCgroup) {
+		t.Errorf("Freeze of a container without a cgroup: %v, want ErrNoCgroup", err)
+	}
+	if err := m.Destroy(); err != nil {
+		t.Errorf("Destroy of a container without a cgroup: %v", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package cgroups
 
 import (
 	"errors"
+	"github.com/berth-containers/berth/internal/mountinfo"
 	"math/rand"
 	"reflect"
 	"strings"
@@ -73,7 +74,7 @@ func TestParseMounts(t *testing.T) {
 	if _, err := parseMounts([]byte("22 28 0:21 / /sys rw - sysfs sysfs rw\n")); err == nil {
 		t.Fatal("no cgroup mounts: want an error")
 	}
-	if got := unescapeMount(`/mnt/again\040here`); got != "/mnt/again here" {
+	if got := mountinfo.Unescape(`/mnt/again\040here`); got != "/mnt/again here" {
 		t.Fatalf("unescape: %q", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/berth-containers/berth/internal/mountinfo"
 	"io"
 	"os"
 	"path/filepath"
@@ -266,7 +267,7 @@ func readCgroupMounts() ([]cgroupMount, error) {
 		if len(pf) < 5 || len(qf) < 3 || (qf[0] != "cgroup" && qf[0] != "cgroup2") {
 			continue
 		}
-		m := cgroupMount{root: unescapeMount(pf[3]), point: unescapeMount(pf[4]), v2: qf[0] == "cgroup2",
+		m := cgroupMount{root: mountinfo.Unescape(pf[3]), point: mountinfo.Unescape(pf[4]), v2: qf[0] == "cgroup2",
 			controllers: make(map[string]bool)}
 		for _, o := range strings.Split(qf[2], ",") {
 			m.controllers[o] = true

@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/berth-containers/berth/internal/mountinfo"
 	"os"
-	"strconv"
 	"strings"
 	"unsafe"
 
@@ -172,31 +172,12 @@ func readNSFSMounts() ([]nsfsMount, error) {
 		if !ok {
 			continue
 		}
-		out = append(out, nsfsMount{t: t, ino: ino, target: unescapeMount(string(fields[4]))})
+		out = append(out, nsfsMount{t: t, ino: ino, target: mountinfo.Unescape(string(fields[4]))})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read mountinfo: %w", err)
 	}
 	return out, nil
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space and so on).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // addPersistent records the bind mounts by inode and adds the namespaces that only a bind

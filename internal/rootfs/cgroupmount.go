@@ -1,6 +1,7 @@
 package rootfs
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -46,6 +47,21 @@ func (r *Root) mountCgroup(dest string, opts mountOptions) error {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	// The tmpfs was made just now and only we can write in it: plain mkdirat is safe, and
+	// cheaper than a resolver built for directories an image controls.
+	view, err := r.open(dest)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if name := hierarchyDir(paths[k]); name != "" {
+			if err := unix.Mkdirat(int(view.Fd()), name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+				view.Close()
+				return fmt.Errorf("create %s/%s: %w", dest, name, err)
+			}
+		}
+	}
+	view.Close()
 	for _, k := range keys {
 		host := paths[k]
 		name := hierarchyDir(host)

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +34,7 @@ func (r *Root) createDevices() error {
 		{"/proc/self/fd/2", "/dev/stderr"},
 		{"pts/ptmx", "/dev/ptmx"},
 	}
-	dev, err := pathrs.MkdirAllHandle(r.root, "/dev", 0o755)
+	dev, err := r.dir("/dev")
 	if err != nil {
 		return fmt.Errorf("create /dev in rootfs: %w", err)
 	}
@@ -73,7 +72,7 @@ func (r *Root) createDevice(d specs.LinuxDevice) error {
 		}
 		return r.bindMount(specs.Mount{Source: path, Destination: path}, path, mountOptions{bind: true})
 	}
-	parent, err := pathrs.MkdirAllHandle(r.root, filepath.Dir(path), 0o755)
+	parent, err := r.dir(filepath.Dir(path))
 	if err != nil {
 		return fmt.Errorf("create %s in rootfs: %w", filepath.Dir(path), err)
 	}

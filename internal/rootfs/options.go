@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -90,7 +91,7 @@ func parseOptions(opts []string) (mountOptions, error) {
 		case "tmpcopyup":
 			return m, fmt.Errorf("mount option %q is not supported", o)
 		case "idmap", "ridmap":
-			return m, fmt.Errorf("mount option %q (idmapped mounts) is not supported yet", o)
+			continue // the runtime prepares the idmapped clone (rootfs.Config.IDMapped)
 		}
 		if f, ok := flagOptions[o]; ok {
 			if f.clear {
@@ -112,4 +113,17 @@ func parseOptions(opts []string) (mountOptions, error) {
 		m.data = append(m.data, o)
 	}
 	return m, nil
+}
+
+// KnownOptions lists every mount option berth understands, for the runtime's `features`.
+func KnownOptions() []string {
+	opts := []string{"bind", "rbind", "defaults", "idmap", "ridmap"}
+	for o := range flagOptions {
+		opts = append(opts, o)
+	}
+	for o := range propagationOptions {
+		opts = append(opts, o)
+	}
+	sort.Strings(opts)
+	return opts
 }

@@ -35,6 +35,9 @@ type Config struct {
 	// CgroupPaths are the container's cgroup directories (hierarchy → absolute path), for a
 	// "cgroup" mount without a cgroup namespace.
 	CgroupPaths map[string]string
+	// IDMapped maps a mount's index to a descriptor of its idmapped clone, prepared by the
+	// runtime (only a process privileged over the host's user namespace can idmap a mount).
+	IDMapped map[int]int
 	// OpenConsole, when set, is called once the mounts and devices exist (so the
 	// container's devpts is there) and returns a path to bind on /dev/console.
 	OpenConsole func(root *os.File) (string, error)
@@ -87,6 +90,12 @@ func Prepare(cfg *Config) (*Root, error) {
 func (r *Root) prepare() error {
 	devBound := false
 	for i, m := range r.cfg.Mounts {
+		if fd, ok := r.cfg.IDMapped[i]; ok {
+			if err := r.moveIn(m, fd); err != nil {
+				return fmt.Errorf("mounts[%d] (idmapped %s on %s): %w", i, m.Source, m.Destination, err)
+			}
+			continue
+		}
 		if err := r.mount(m); err != nil {
 			return fmt.Errorf("mounts[%d] (%s on %s): %w", i, mountKind(m), m.Destination, err)
 		}
@@ -302,6 +311,12 @@ func (r *Root) bindMount(m specs.Mount, dest string, opts mountOptions) error {
 	if err := unix.Mount(src, fdPath(target), "", flags, ""); err != nil {
 		return fmt.Errorf("bind %s: %w", src, err)
 	}
+	return r.finishBind(dest, opts)
+}
+
+// finishBind applies a bind mount's flags (a bind takes them only by a remount) and its
+// propagation.
+func (r *Root) finishBind(dest string, opts mountOptions) error {
 	if opts.flags&^unix.MS_REMOUNT != 0 {
 		mnt, err := r.open(dest)
 		if err != nil {
@@ -313,6 +328,31 @@ func (r *Root) bindMount(m specs.Mount, dest string, opts mountOptions) error {
 		}
 	}
 	return r.propagate(dest, opts)
+}
+
+// moveIn attaches a prepared detached mount at the destination, then applies the mount's
+// flags and propagation.
+func (r *Root) moveIn(m specs.Mount, fd int) error {
+	opts, err := parseOptions(m.Options)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	dest := filepath.Clean("/" + m.Destination)
+	target, err := r.mkTarget(dest, st.Mode&unix.S_IFMT == unix.S_IFDIR)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	// The target by its descriptor: move_mount does not follow a /proc/self/fd magic link.
+	if err := unix.MoveMount(fd, "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount: %w", err)
+	}
+	return r.finishBind(dest, opts)
 }
 
 // remountBind changes the flags of the bind mount f is the root of. A user namespace may
@@ -375,13 +415,49 @@ func propName(p uintptr) string {
 	return fmt.Sprintf("%#x", p)
 }
 
-// open resolves path inside the rootfs, symlinks included, never leaving it.
+// open resolves path inside the rootfs, symlinks included, never leaving it: one
+// openat2(RESOLVE_IN_ROOT), where the kernel itself keeps every component (and every
+// symlink's target) inside the root. filepath-securejoin walks component by component,
+// which costs several syscalls per component; it is kept for creating missing directories.
 func (r *Root) open(path string) (*os.File, error) {
-	f, err := pathrs.OpenatInRoot(r.root, path)
+	f, err := r.openInRoot(path)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s in rootfs: %w", path, err)
 	}
 	return f, nil
+}
+
+// dir returns a handle on the directory path in the rootfs, creating what is missing. Most
+// exist in the image already, and then it costs one syscall.
+func (r *Root) dir(path string) (*os.File, error) {
+	if f, err := r.openInRoot(path); err == nil {
+		var st unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return f, nil
+		}
+		f.Close()
+	}
+	return pathrs.MkdirAllHandle(r.root, path, 0o755)
+}
+
+func (r *Root) openInRoot(path string) (*os.File, error) {
+	rel := strings.TrimPrefix(filepath.Clean("/"+path), "/")
+	if rel == "" {
+		rel = "."
+	}
+	for {
+		fd, err := unix.Openat2(int(r.root.Fd()), rel, &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue // a rename raced the lookup; the kernel asks us to retry
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "openat2", Path: path, Err: err}
+		}
+		return os.NewFile(uintptr(fd), path), nil
+	}
 }
 
 // noSymlinks fails when any existing component of path in the rootfs is a symlink.
@@ -408,13 +484,13 @@ func (r *Root) noSymlinks(path string) error {
 // rootfs and returns an O_PATH handle on it.
 func (r *Root) mkTarget(path string, dir bool) (*os.File, error) {
 	if dir {
-		f, err := pathrs.MkdirAllHandle(r.root, path, 0o755)
+		f, err := r.dir(path)
 		if err != nil {
 			return nil, fmt.Errorf("create mount point %s in rootfs: %w", path, err)
 		}
 		return f, nil
 	}
-	parent, err := pathrs.MkdirAllHandle(r.root, filepath.Dir(path), 0o755)
+	parent, err := r.dir(filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("create mount point %s in rootfs: %w", filepath.Dir(path), err)
 	}

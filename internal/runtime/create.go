@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,6 +51,10 @@ type initConfig struct {
 	UserNS       bool              `json:"userns"`
 	CgroupPaths  map[string]string `json:"cgroupPaths"`
 	Seccomp      *seccompProgram   `json:"seccomp,omitempty"`
+	// IDMapped maps a mount's index to the descriptor of its prepared idmapped clone.
+	IDMapped map[int]int `json:"idmapped,omitempty"`
+	// Exec is set for a process exec'd into a running container: no rootfs, no fifo.
+	Exec bool `json:"exec,omitempty"`
 	// HostPid is the init's pid as the host sees it, for the seccomp listener's state.
 	HostPid int `json:"hostPid"`
 }
@@ -94,9 +100,9 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
-	cg, err := cgroups.New(cgroups.Config{ID: id, Path: spec.Linux.CgroupsPath, Resources: effectiveResources(spec)})
+	cg, err := newCgroup(id, spec)
 	if err != nil {
-		return fmt.Errorf("container %s: cgroup: %w", id, err)
+		return fmt.Errorf("container %s: %w", id, err)
 	}
 	rec := &Record{
 		ID:          id,
@@ -109,12 +115,18 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 		CgroupPaths: cg.Paths(),
 		Runtime:     "berth",
 	}
+	if spec.Hooks != nil {
+		rec.Poststart, rec.Poststop = spec.Hooks.Poststart, spec.Hooks.Poststop
+	}
 	h, err := r.reserve(rec)
 	if err != nil {
 		return err
 	}
 	c := &creation{r: r, h: h, rec: rec, spec: spec, plan: plan, cg: cg, opts: o, seccomp: filter}
 	defer func() {
+		if c.sock != nil {
+			c.sock.Close()
+		}
 		if err != nil {
 			c.abort()
 			err = fmt.Errorf("container %s: %w", id, err)
@@ -126,16 +138,18 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 
 // creation is one create in progress; abort undoes whatever it did.
 type creation struct {
-	r       *Runtime
-	h       *handle
-	rec     *Record
-	spec    *specs.Spec
-	plan    *namespaces.Plan
-	cg      cgroups.Manager
-	opts    CreateOpts
-	child   *os.Process
-	sock    *os.File
-	seccomp *seccompProgram
+	r        *Runtime
+	h        *handle
+	rec      *Record
+	spec     *specs.Spec
+	plan     *namespaces.Plan
+	cg       cgroups.Manager
+	opts     CreateOpts
+	child    *os.Process
+	sock     *os.File
+	fifo     *os.File
+	idmapped map[int]*os.File
+	seccomp  *seccompProgram
 }
 
 func (c *creation) run() error {
@@ -155,115 +169,23 @@ func (c *creation) run() error {
 		return fmt.Errorf("open %s: %w", fifo, err)
 	}
 	defer fifoFile.Close()
-
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socketpair: %w", err)
+	c.fifo = fifoFile
+	if c.idmapped, err = c.r.idmappedMounts(c.spec, c.rec.Bundle); err != nil {
+		return err
 	}
-	c.sock = os.NewFile(uintptr(fds[0]), "init-socket")
-	defer c.sock.Close()
-	childSock := os.NewFile(uintptr(fds[1]), "init-socket-child")
-	defer childSock.Close()
-
-	var console *os.File
-	if c.opts.ConsoleSocket != "" {
-		if console, err = dialConsole(c.opts.ConsoleSocket); err != nil {
-			return err
+	defer func() {
+		for _, f := range c.idmapped {
+			f.Close()
 		}
-		defer console.Close()
-	}
-
-	files := make([]*os.File, 0, 6+c.opts.PreserveFDs)
-	for i, f := range c.opts.Stdio {
-		if f == nil {
-			f = []*os.File{os.Stdin, os.Stdout, os.Stderr}[i]
-		}
-		files = append(files, f)
-	}
-	for i := 0; i < c.opts.PreserveFDs; i++ {
-		fd := 3 + i
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
-			return fmt.Errorf("--preserve-fds %d: descriptor %d is not open", c.opts.PreserveFDs, fd)
-		}
-		files = append(files, os.NewFile(uintptr(fd), "preserved-"+strconv.Itoa(fd)))
-	}
-	sockFD := len(files)
-	files = append(files, childSock)
+	}()
 	ic := &initConfig{
 		ID: c.rec.ID, Spec: c.spec, Bundle: c.rec.Bundle, Rootfs: c.rec.Rootfs,
 		NoPivot: c.opts.NoPivot, NoNewKeyring: c.opts.NoNewKeyring, PreserveFDs: c.opts.PreserveFDs,
-		FifoFD: len(files), ConsoleFD: -1, Creates: c.plan.Create,
-		UserNS: c.plan.Has(specs.UserNamespace), CgroupPaths: c.cg.Paths(), Seccomp: c.seccomp,
+		Creates: c.plan.Create, UserNS: c.plan.Has(specs.UserNamespace), CgroupPaths: c.cg.Paths(),
+		Seccomp: c.seccomp,
 	}
-	files = append(files, fifoFile)
-	if console != nil {
-		ic.ConsoleFD = len(files)
-		files = append(files, console)
-	}
-
-	sys := &syscall.SysProcAttr{}
-	cgfd, useFD, err := c.cg.CgroupFD()
-	if err != nil {
-		return fmt.Errorf("cgroup: %w", err)
-	}
-	if useFD {
-		defer unix.Close(cgfd)
-		sys.UseCgroupFD, sys.CgroupFD = true, cgfd
-	}
-	exe, err := c.r.sealedExe()
-	if err != nil {
+	if _, err := c.spawn(ic); err != nil {
 		return err
-	}
-	defer exe.Close()
-	// execve of /proc/self/fd/N runs the sealed file itself (the descriptor closes on exec,
-	// after the kernel has resolved it).
-	c.child, err = os.StartProcess(fmt.Sprintf("/proc/self/fd/%d", exe.Fd()), []string{"berth-runtime", "init"}, &os.ProcAttr{
-		Env:   []string{"_BERTH_INITPIPE=" + strconv.Itoa(sockFD), "GOMAXPROCS=1", "GOGC=off"},
-		Files: files,
-		Sys:   sys,
-	})
-	if err != nil {
-		return fmt.Errorf("start init from %s: %w", c.r.exe(), err)
-	}
-	childSock.Close()
-	if !useFD {
-		if err := c.cg.AddProc(c.child.Pid); err != nil {
-			return fmt.Errorf("cgroup: %w", err)
-		}
-	}
-	if _, err := c.sock.Write(c.plan.Bootstrap()); err != nil {
-		return c.childFailed(fmt.Errorf("send namespace plan to init: %w", err))
-	}
-	pid, err := c.namespaceStage()
-	if err != nil {
-		return err
-	}
-	if pid != c.child.Pid {
-		// The child forked into the new pid namespace and has exited; reap it.
-		if _, err := c.child.Wait(); err != nil {
-			return fmt.Errorf("wait for init's first stage: %w", err)
-		}
-	}
-	_, start, err := procStat(pid)
-	if err != nil {
-		return fmt.Errorf("init %d vanished: %w", pid, err)
-	}
-	c.rec.Pid, c.rec.InitStartTime = pid, start
-	ic.HostPid = pid
-	if err := c.h.write(c.rec); err != nil {
-		return err
-	}
-	if adj := c.spec.Process.OOMScoreAdj; adj != nil {
-		p := fmt.Sprintf("/proc/%d/oom_score_adj", pid)
-		if err := os.WriteFile(p, []byte(strconv.Itoa(*adj)), 0); err != nil {
-			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
-				return fmt.Errorf("process.oomScoreAdj %d: write %s: %w (lowering it needs CAP_SYS_RESOURCE)", *adj, p, err)
-			}
-			return fmt.Errorf("process.oomScoreAdj %d: write %s: %w", *adj, p, err)
-		}
-	}
-	if err := writeFrame(c.sock, ic); err != nil {
-		return fmt.Errorf("send configuration to init: %w", err)
 	}
 	var reply initReply
 	for {
@@ -290,11 +212,146 @@ func (c *creation) run() error {
 		return err
 	}
 	if c.opts.PidFile != "" {
-		if err := writeFileAtomic(c.opts.PidFile, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		if err := writeFileAtomic(c.opts.PidFile, []byte(strconv.Itoa(c.rec.Pid)), 0o644); err != nil {
 			return fmt.Errorf("--pid-file: %w", err)
 		}
 	}
 	return nil
+}
+
+// spawn starts this binary as the container's init (or an exec'd process): it passes the
+// stdio, preserved fds, the socket, the fifo and the console, places the child in the
+// cgroup, serves the C stage, and sends ic. It returns the pid that runs the user's program.
+// c.sock stays open for the caller to read the replies.
+func (c *creation) spawn(ic *initConfig) (int, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("socketpair: %w", err)
+	}
+	c.sock = os.NewFile(uintptr(fds[0]), "init-socket")
+	childSock := os.NewFile(uintptr(fds[1]), "init-socket-child")
+	defer childSock.Close()
+
+	var console *os.File
+	if c.opts.ConsoleSocket != "" {
+		if console, err = dialConsole(c.opts.ConsoleSocket); err != nil {
+			return 0, err
+		}
+		defer console.Close()
+	}
+	files := make([]*os.File, 0, 6+c.opts.PreserveFDs)
+	for i, f := range c.opts.Stdio {
+		if f == nil {
+			f = []*os.File{os.Stdin, os.Stdout, os.Stderr}[i]
+		}
+		files = append(files, f)
+	}
+	for i := 0; i < c.opts.PreserveFDs; i++ {
+		fd := 3 + i
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			return 0, fmt.Errorf("--preserve-fds %d: descriptor %d is not open", c.opts.PreserveFDs, fd)
+		}
+		files = append(files, os.NewFile(uintptr(fd), "preserved-"+strconv.Itoa(fd)))
+	}
+	sockFD := len(files)
+	files = append(files, childSock)
+	ic.FifoFD, ic.ConsoleFD = -1, -1
+	if c.fifo != nil {
+		ic.FifoFD = len(files)
+		files = append(files, c.fifo)
+	}
+	if console != nil {
+		ic.ConsoleFD = len(files)
+		files = append(files, console)
+	}
+	for i, f := range c.idmapped {
+		if ic.IDMapped == nil {
+			ic.IDMapped = map[int]int{}
+		}
+		ic.IDMapped[i] = len(files)
+		files = append(files, f)
+	}
+
+	sys := &syscall.SysProcAttr{}
+	cgfd, useFD, err := c.cg.CgroupFD()
+	if err != nil {
+		return 0, fmt.Errorf("cgroup: %w", err)
+	}
+	if useFD {
+		defer unix.Close(cgfd)
+		sys.UseCgroupFD, sys.CgroupFD = true, cgfd
+	}
+	exe, err := c.r.sealedExe()
+	if err != nil {
+		return 0, err
+	}
+	defer exe.Close()
+	// execve of /proc/self/fd/N runs the sealed file itself (the descriptor closes on exec,
+	// after the kernel has resolved it).
+	c.child, err = os.StartProcess(fmt.Sprintf("/proc/self/fd/%d", exe.Fd()), []string{"berth-runtime", "init"}, &os.ProcAttr{
+		Env:   []string{"_BERTH_INITPIPE=" + strconv.Itoa(sockFD), "GOMAXPROCS=1", "GOGC=off"},
+		Files: files,
+		Sys:   sys,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("start init from %s: %w", c.r.exe(), err)
+	}
+	childSock.Close()
+	if !useFD {
+		if err := c.cg.AddProc(c.child.Pid); err != nil {
+			return 0, fmt.Errorf("cgroup: %w", err)
+		}
+	}
+	if _, err := c.sock.Write(c.plan.Bootstrap()); err != nil {
+		return 0, c.childFailed(fmt.Errorf("send namespace plan to init: %w", err))
+	}
+	pid, err := c.namespaceStage()
+	if err != nil {
+		return 0, err
+	}
+	if pid != c.child.Pid {
+		// The child forked into the new pid namespace and has exited; reap it.
+		if _, err := c.child.Wait(); err != nil {
+			return 0, fmt.Errorf("wait for init's first stage: %w", err)
+		}
+	}
+	_, start, err := procStat(pid)
+	if err != nil {
+		return 0, fmt.Errorf("init %d vanished: %w", pid, err)
+	}
+	ic.HostPid = pid
+	if c.h != nil {
+		// Recorded before anything else, so a delete after a crash from here on kills it.
+		c.rec.Pid, c.rec.InitStartTime = pid, start
+		if err := c.h.write(c.rec); err != nil {
+			return 0, err
+		}
+	}
+	if adj := c.spec.Process.OOMScoreAdj; adj != nil {
+		p := fmt.Sprintf("/proc/%d/oom_score_adj", pid)
+		if err := os.WriteFile(p, []byte(strconv.Itoa(*adj)), 0); err != nil {
+			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+				return 0, fmt.Errorf("process.oomScoreAdj %d: write %s: %w (lowering it needs CAP_SYS_RESOURCE)", *adj, p, err)
+			}
+			return 0, fmt.Errorf("process.oomScoreAdj %d: write %s: %w", *adj, p, err)
+		}
+	}
+	if h := c.spec.Hooks; h != nil && !ic.Exec {
+		// The namespaces exist and the init waits for its configuration: the point the
+		// spec gives prestart and createRuntime hooks, in the runtime's namespaces.
+		st := hookState(c.rec.ID, specs.StateCreating, pid, c.rec.Bundle, c.rec.Annotations)
+		//lint:ignore SA1019 deprecated in the spec, but clients still send prestart hooks
+		if err := runHooks("prestart", h.Prestart, st); err != nil {
+			return 0, err
+		}
+		if err := runHooks("createRuntime", h.CreateRuntime, st); err != nil {
+			return 0, err
+		}
+	}
+	if err := writeFrame(c.sock, ic); err != nil {
+		return 0, fmt.Errorf("send configuration to init: %w", err)
+	}
+	return pid, nil
 }
 
 // namespaceStage serves the C stage of the init: id mappings on request, then the pid of
@@ -367,18 +424,46 @@ func (c *creation) forwardListener(fds []int) error {
 	return nil
 }
 
+// writeIDMaps writes the user namespace's maps. Root writes them directly. An unprivileged
+// user may map only its own ids that way (after denying setgroups, as the kernel requires);
+// anything wider goes through the setuid helpers newuidmap/newgidmap and /etc/subuid,
+// /etc/subgid, as Podman does.
 func writeIDMaps(pid int, l *specs.Linux) error {
+	euid, egid := os.Geteuid(), os.Getegid()
+	own := func(ms []specs.LinuxIDMapping, id int) bool {
+		return len(ms) == 1 && ms[0].Size == 1 && int(ms[0].HostID) == id
+	}
+	direct := euid == 0 || (own(l.UIDMappings, euid) && own(l.GIDMappings, egid))
+	if direct && euid != 0 {
+		p := fmt.Sprintf("/proc/%d/setgroups", pid)
+		if err := os.WriteFile(p, []byte("deny"), 0); err != nil {
+			return fmt.Errorf("write deny to %s: %w", p, err)
+		}
+	}
 	for _, m := range []struct {
-		file string
-		maps []specs.LinuxIDMapping
-	}{{"uid_map", l.UIDMappings}, {"gid_map", l.GIDMappings}} {
+		file, helper string
+		maps         []specs.LinuxIDMapping
+	}{{"uid_map", "newuidmap", l.UIDMappings}, {"gid_map", "newgidmap", l.GIDMappings}} {
+		field := "linux." + strings.Replace(m.file, "_map", "Mappings", 1)
+		if !direct {
+			args := []string{strconv.Itoa(pid)}
+			for _, e := range m.maps {
+				args = append(args, strconv.FormatUint(uint64(e.ContainerID), 10), strconv.FormatUint(uint64(e.HostID), 10), strconv.FormatUint(uint64(e.Size), 10))
+			}
+			out, err := exec.Command(m.helper, args...).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%s: %s %s (mapping more than your own id needs Debian's uidmap and a range for you in /etc/subuid and /etc/subgid): %w: %s",
+					field, m.helper, strings.Join(args, " "), err, bytes.TrimSpace(out))
+			}
+			continue
+		}
 		var b strings.Builder
 		for _, e := range m.maps {
 			fmt.Fprintf(&b, "%d %d %d\n", e.ContainerID, e.HostID, e.Size)
 		}
 		p := fmt.Sprintf("/proc/%d/%s", pid, m.file)
 		if err := os.WriteFile(p, []byte(b.String()), 0); err != nil {
-			return fmt.Errorf("linux.%s: write %q to %s: %w", strings.Replace(m.file, "_map", "Mappings", 1), b.String(), p, err)
+			return fmt.Errorf("%s: write %q to %s: %w", field, b.String(), p, err)
 		}
 	}
 	return nil
@@ -417,6 +502,10 @@ func (c *creation) abort() {
 	}
 }
 
+// errNoWord is end of file on the init's socket: the init died, or (for exec) its program
+// started, since the socket closes on exec.
+var errNoWord = errors.New("init exited without a word")
+
 // writeFrame and readFrame carry one JSON value with a length prefix.
 func writeFrame(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
@@ -446,7 +535,7 @@ func readFrameFDs(sock *os.File, v any) ([]int, error) {
 		}
 	}
 	if n == 0 {
-		return fds, errors.New("init exited without a word")
+		return fds, errNoWord
 	}
 	if n < 4 {
 		if _, err := io.ReadFull(sock, hdr[n:]); err != nil {
@@ -468,7 +557,7 @@ func readFrame(rd io.Reader, v any) error {
 	var n uint32
 	if err := binary.Read(rd, binary.NativeEndian, &n); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return errors.New("init exited without a word")
+			return errNoWord
 		}
 		return err
 	}

@@ -62,9 +62,33 @@ func (in *initProcess) run() error {
 	if err := readFrame(in.sock, &in.cfg); err != nil {
 		return fmt.Errorf("read configuration: %w", err)
 	}
+	if in.cfg.Exec {
+		p := in.cfg.Spec.Process
+		if err := lsm.ApplyProcessLabel(p.ApparmorProfile, p.SelinuxLabel); err != nil {
+			return err
+		}
+		if p.Terminal {
+			root, err := os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			_, err = in.openConsole(root)
+			root.Close()
+			if err != nil {
+				return fmt.Errorf("console: %w", err)
+			}
+		}
+	} else if err := in.setupContainer(); err != nil {
+		return err
+	}
+	return in.startProcess()
+}
+
+// setupContainer builds the new container: keyring, sysctls, hostname, rootfs, and the switch
+// of root. An exec'd process finds all of this done.
+func (in *initProcess) setupContainer() error {
 	spec := in.cfg.Spec
 	proc := spec.Process
-
 	if !in.cfg.NoNewKeyring {
 		// A fresh session keyring, so the container can't read the host's keys.
 		if _, err := unix.KeyctlJoinSessionKeyring("_ses." + in.cfg.ID); err != nil && !errors.Is(err, unix.ENOSYS) {
@@ -107,6 +131,7 @@ func (in *initProcess) run() error {
 		NewNetNS:      in.cfg.Creates&unix.CLONE_NEWNET != 0,
 		NewCgroupNS:   in.cfg.Creates&unix.CLONE_NEWCGROUP != 0,
 		CgroupPaths:   in.cfg.CgroupPaths,
+		IDMapped:      in.cfg.IDMapped,
 	}
 	if proc.Terminal {
 		rcfg.OpenConsole = in.openConsole
@@ -115,10 +140,25 @@ func (in *initProcess) run() error {
 	if err != nil {
 		return err
 	}
-	if err := root.Finish(in.cfg.NoPivot); err != nil {
-		return err
+	if spec.Hooks != nil {
+		// In the container's namespaces, before pivot_root, as the spec orders.
+		if err := runHooks("createContainer", spec.Hooks.CreateContainer, in.state(specs.StateCreating)); err != nil {
+			root.Close()
+			return err
+		}
 	}
+	return root.Finish(in.cfg.NoPivot)
+}
 
+func (in *initProcess) state(status specs.ContainerState) specs.State {
+	return hookState(in.cfg.ID, status, in.cfg.HostPid, in.cfg.Bundle, in.cfg.Spec.Annotations)
+}
+
+// startProcess applies the process's limits and privileges and execs it: at once for an
+// exec'd process, after `start` for a container's init.
+func (in *initProcess) startProcess() error {
+	spec := in.cfg.Spec
+	proc := spec.Process
 	for _, rl := range proc.Rlimits {
 		if err := setRlimit(rl); err != nil {
 			return err
@@ -194,21 +234,35 @@ func (in *initProcess) run() error {
 		}
 	}
 
-	if err := writeFrame(in.sock, initReply{Warnings: in.warnings}); err != nil {
-		return fmt.Errorf("report ready: %w", err)
+	if in.cfg.Exec {
+		if len(in.warnings) > 0 {
+			if err := writeFrame(in.sock, initReply{Warnings: in.warnings}); err != nil {
+				return fmt.Errorf("report warnings: %w", err)
+			}
+		}
+	} else {
+		if err := writeFrame(in.sock, initReply{Warnings: in.warnings}); err != nil {
+			return fmt.Errorf("report ready: %w", err)
+		}
+		in.ready = true
+		fifo := os.NewFile(uintptr(in.cfg.FifoFD), "exec.fifo")
+		var b [1]byte
+		for {
+			_, err := unix.Read(int(fifo.Fd()), b[:])
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("wait for start on exec.fifo: %w", err)
+			}
+			break
+		}
 	}
-	in.ready = true
-	fifo := os.NewFile(uintptr(in.cfg.FifoFD), "exec.fifo")
-	var b [1]byte
-	for {
-		_, err := unix.Read(int(fifo.Fd()), b[:])
-		if errors.Is(err, unix.EINTR) {
-			continue
+	if h := spec.Hooks; h != nil && !in.cfg.Exec {
+		// After start, inside the container, before the user's program.
+		if err := runHooks("startContainer", h.StartContainer, in.state(specs.StateCreated)); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("wait for start on exec.fifo: %w", err)
-		}
-		break
 	}
 	if late {
 		if _, err := filter.Install(); err != nil {

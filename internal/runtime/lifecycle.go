@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/berth-containers/berth/internal/cgroups"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,7 +45,7 @@ func initWaiting(h *handle) bool {
 
 func (r *Runtime) publicState(h *handle, rec *Record) *State {
 	st := &State{
-		OCIVersion:  "1.2.0",
+		OCIVersion:  specs.Version,
 		ID:          rec.ID,
 		Status:      r.status(h, rec),
 		Bundle:      rec.Bundle,
@@ -123,8 +124,12 @@ func (r *Runtime) start(id string) (int, error) {
 		return 0, fmt.Errorf("container %s: release init: %w", id, err)
 	}
 	os.Remove(h.path(fifoFile))
-	rec.Started = true
-	return rec.Pid, h.write(rec)
+	if len(rec.Poststart) > 0 {
+		st := hookState(id, specs.StateRunning, rec.Pid, rec.Bundle, rec.Annotations)
+		// The program runs already: the spec makes a failure a warning.
+		runHooksWarn("poststart", rec.Poststart, st, func(err error) { r.warn("container %s: %v", id, err) })
+	}
+	return rec.Pid, nil
 }
 
 // Kill sends sig to the container's init, or with all to every process in its cgroup.
@@ -174,8 +179,14 @@ func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
 
 // Delete removes a container: its processes (a created one, or any with force), cgroup and
 // record. A record left by a create that died halfway is cleaned up the same way.
+//
+// With force, a container that does not exist is not an error, as with runc: clients clean
+// up with `delete --force` after a create that failed, and must not be told it failed twice.
 func (r *Runtime) Delete(id string, force bool) error {
 	h, err := r.lock(id, false)
+	if force && errors.Is(err, ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -194,6 +205,10 @@ func (r *Runtime) Delete(id string, force bool) error {
 	}
 	if err := r.destroy(rec); err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
+	}
+	if len(rec.Poststop) > 0 && !rec.Creating {
+		st := hookState(id, specs.StateStopped, 0, rec.Bundle, rec.Annotations)
+		runHooksWarn("poststop", rec.Poststop, st, func(err error) { r.warn("container %s: %v", id, err) })
 	}
 	return h.remove()
 }

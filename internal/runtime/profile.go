@@ -26,7 +26,7 @@ func compileSeccomp(cfg *specs.LinuxSeccomp) (*seccompProgram, error) {
 	if cfg == nil {
 		return nil, nil
 	}
-	f, err := seccomp.Compile(cfg)
+	f, err := seccomp.Compile(firstRuleWins(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("linux.seccomp: %w", err)
 	}
@@ -39,6 +39,59 @@ func compileSeccomp(cfg *specs.LinuxSeccomp) (*seccompProgram, error) {
 	}
 	return &seccompProgram{Program: b, Flags: f.Flags(), Notify: f.Notify(),
 		ListenerPath: cfg.ListenerPath, ListenerMetadata: cfg.ListenerMetadata}, nil
+}
+
+// firstRuleWins removes from each unconditional rule the syscalls that an earlier
+// unconditional rule already decides, as libseccomp does (it keeps the first rule for a
+// syscall and ignores later ones), so profiles written for runc and crun mean the same here.
+// Podman's default profile needs it: its long allow-list names setns, sethostname and others
+// that a later rule denies again to containers without CAP_SYS_ADMIN, and runc and crun
+// allow them. A rule with the default action decides nothing (libseccomp refuses to add it).
+func firstRuleWins(cfg *specs.LinuxSeccomp) *specs.LinuxSeccomp {
+	errnoOf := func(a specs.LinuxSeccompAction, ret *uint) uint {
+		if ret != nil {
+			return *ret
+		}
+		if a == specs.ActErrno || a == specs.ActTrace {
+			return uint(unix.EPERM)
+		}
+		return 0
+	}
+	def := errnoOf(cfg.DefaultAction, cfg.DefaultErrnoRet)
+	decided := map[string]bool{}
+	var out []specs.LinuxSyscall
+	changed := false
+	for _, sc := range cfg.Syscalls {
+		if len(sc.Args) > 0 {
+			out = append(out, sc)
+			continue
+		}
+		var names []string
+		for _, n := range sc.Names {
+			if !decided[n] {
+				names = append(names, n)
+			}
+		}
+		if len(names) != len(sc.Names) {
+			changed = true
+			if len(names) == 0 {
+				continue
+			}
+			sc.Names = names
+		}
+		out = append(out, sc)
+		if sc.Action != cfg.DefaultAction || errnoOf(sc.Action, sc.ErrnoRet) != def {
+			for _, n := range names {
+				decided[n] = true
+			}
+		}
+	}
+	if !changed {
+		return cfg
+	}
+	c := *cfg
+	c.Syscalls = out
+	return &c
 }
 
 func (p *seccompProgram) filter() (*seccomp.Filter, error) {

@@ -83,6 +83,16 @@ func (r *Runtime) Update(id string, res *specs.LinuxResources) error {
 	return writeJSON(h.path(configFile), spec)
 }
 
+// Spec returns the OCI config a container was created with (with any later updates).
+func (r *Runtime) Spec(id string) (*specs.Spec, error) {
+	h, err := r.lock(id, true)
+	if err != nil {
+		return nil, err
+	}
+	defer h.unlock()
+	return h.spec()
+}
+
 func (h *handle) spec() (*specs.Spec, error) {
 	b, err := os.ReadFile(h.path(configFile))
 	if err != nil {

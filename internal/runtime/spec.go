@@ -10,6 +10,7 @@ import (
 
 	"github.com/berth-containers/berth/internal/namespaces"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // LoadSpec reads <bundle>/config.json and checks what berth needs of it.
@@ -87,11 +88,15 @@ func validateSpec(s *specs.Spec, bundle string) error {
 	} else if len(s.Linux.UIDMappings) > 0 || len(s.Linux.GIDMappings) > 0 {
 		return errors.New("linux.uidMappings/gidMappings are set but no new user namespace is configured")
 	}
-	if s.Hostname != "" && !plan.Creates(specs.UTSNamespace) {
-		return errors.New("hostname is set but the container has no UTS namespace of its own")
+	if s.Hostname != "" {
+		if err := checkUTS("hostname", plan); err != nil {
+			return err
+		}
 	}
-	if s.Domainname != "" && !plan.Creates(specs.UTSNamespace) {
-		return errors.New("domainname is set but the container has no UTS namespace of its own")
+	if s.Domainname != "" {
+		if err := checkUTS("domainname", plan); err != nil {
+			return err
+		}
 	}
 	for k := range s.Linux.Sysctl {
 		if err := checkSysctl(k, plan); err != nil {
@@ -115,6 +120,32 @@ func validateSpec(s *specs.Spec, bundle string) error {
 		}
 	}
 	return nil
+}
+
+// checkUTS allows a hostname or domainname in a new UTS namespace, or in one joined by path
+// (a pod's, say: its owner handed it to the container, as runc allows), but never in the
+// runtime's own, where it would rename the host.
+func checkUTS(field string, plan *namespaces.Plan) error {
+	if plan.Creates(specs.UTSNamespace) {
+		return nil
+	}
+	for _, j := range plan.Join {
+		if j.Type.OCI != specs.UTSNamespace {
+			continue
+		}
+		var joined, own unix.Stat_t
+		if err := unix.Stat(j.Path, &joined); err != nil {
+			return fmt.Errorf("linux.namespaces: uts namespace path %s: %w", j.Path, err)
+		}
+		if err := unix.Stat("/proc/self/ns/uts", &own); err != nil {
+			return fmt.Errorf("%s: stat /proc/self/ns/uts: %w", field, err)
+		}
+		if joined.Dev == own.Dev && joined.Ino == own.Ino {
+			return fmt.Errorf("%s is set but the uts namespace path %s is the runtime's own (the host's): setting it would rename the host", field, j.Path)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s is set but the container has no UTS namespace of its own", field)
 }
 
 // checkSysctl refuses sysctls that would change the host: only namespaced ones are allowed,

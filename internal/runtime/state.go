@@ -47,8 +47,6 @@ type Record struct {
 	// InitStartTime is field 22 of /proc/<pid>/stat when the init was started, so a reused
 	// pid is never mistaken for the container.
 	InitStartTime uint64 `json:"initStartTime"`
-	// Started is set once `start` has released the user's program.
-	Started bool `json:"started"`
 	// Creating is true from the moment the id is reserved until create finished; a record
 	// left with Creating=true belongs to a create that died and `delete` cleans it up.
 	Creating bool `json:"creating"`
@@ -60,4 +58,8 @@ type Record struct {
 	CgroupPaths map[string]string `json:"cgroupPaths,omitempty"`
 	// Runtime names the runtime that made the record ("berth").
 	Runtime string `json:"runtime"`
+	// Poststart and Poststop are the config's hooks that run after create, kept here so
+	// that start and delete need not read the config.
+	Poststart []specs.Hook `json:"poststart,omitempty"`
+	Poststop  []specs.Hook `json:"poststop,omitempty"`
 }

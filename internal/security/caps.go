@@ -182,7 +182,7 @@ func SetUser(u specs.User) error {
 	} else {
 		_, _, e = unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0)
 	}
-	if e != 0 {
+	if e != 0 && !(e == unix.EPERM && len(gids) == 0 && setgroupsDenied()) {
 		return fmt.Errorf("setgroups %v: %w", u.AdditionalGids, e)
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(u.GID), uintptr(u.GID), uintptr(u.GID)); e != 0 {
@@ -195,6 +195,13 @@ func SetUser(u specs.User) error {
 		unix.Umask(int(*u.Umask))
 	}
 	return nil
+}
+
+// setgroupsDenied tells whether this user namespace forbids setgroups, as an unprivileged
+// user's single-id mapping must; with no groups to set, that is no error.
+func setgroupsDenied() bool {
+	b, err := os.ReadFile("/proc/self/setgroups")
+	return err == nil && strings.TrimSpace(string(b)) == "deny"
 }
 
 // NoNewPrivs sets no_new_privs, after which execve can't grant privileges (setuid bits, file caps).

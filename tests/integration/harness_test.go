@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,7 +71,25 @@ func TestMain(m *testing.M) {
 		code = m.Run()
 		os.RemoveAll(dir)
 	}
+	removeEmptyCgroupParents()
 	os.Exit(code)
+}
+
+// removeEmptyCgroupParents removes the runtime's parent cgroup (/berth in each hierarchy)
+// once the tests' containers are gone; rmdir refuses a parent that still has children.
+func removeEmptyCgroupParents() {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/berth")
+	if d := "/sys/fs/cgroup/berth"; fileExists(d) {
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		syscall.Rmdir(d)
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 func goBuild(out, pkg string, env []string) error {
@@ -281,6 +300,15 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+func mustStat(t *testing.T, p string) *syscall.Stat_t {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return &st
 }
 
 // gone tells whether pid has exited (it may linger as a zombie until its reaper runs).

@@ -25,30 +25,7 @@ func TestConsoleSocket(t *testing.T) {
 	b.Spec.Process.Terminal = true
 	b.Spec.Process.ConsoleSize = &specs.Box{Height: 33, Width: 101}
 	b.save(t)
-	sock := filepath.Join(t.TempDir(), "console.sock")
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	masterCh := make(chan *os.File, 1)
-	go func() {
-		conn, err := l.AcceptUnix()
-		if err != nil {
-			masterCh <- nil
-			return
-		}
-		defer conn.Close()
-		buf, oob := make([]byte, 64), make([]byte, unix.CmsgSpace(4))
-		_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
-		if err != nil {
-			masterCh <- nil
-			return
-		}
-		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-		fds, _ := unix.ParseUnixRights(&msgs[0])
-		masterCh <- os.NewFile(uintptr(fds[0]), "pty-master")
-	}()
+	sock, masterCh := consoleListener(t)
 	r.mustOK("create", "-b", b.Dir, "--console-socket", sock, "tty")
 	var master *os.File
 	select {
@@ -76,6 +53,51 @@ func TestConsoleSocket(t *testing.T) {
 			t.Errorf("terminal output %q lacks %q", got, want)
 		}
 	}
+}
+
+// consoleListener listens on a console socket and delivers the first pty master sent to it
+// (nil on failure).
+func consoleListener(t *testing.T) (string, <-chan *os.File) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "console.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	masterCh := make(chan *os.File, 1)
+	go func() {
+		conn, err := l.AcceptUnix()
+		if err != nil {
+			masterCh <- nil
+			return
+		}
+		defer conn.Close()
+		buf, oob := make([]byte, 64), make([]byte, unix.CmsgSpace(4))
+		_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			masterCh <- nil
+			return
+		}
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		fds, _ := unix.ParseUnixRights(&msgs[0])
+		masterCh <- os.NewFile(uintptr(fds[0]), "pty-master")
+	}()
+	return sock, masterCh
+}
+
+// readAll reads a pty master until the slave side is gone (EIO) or 5 s pass.
+func readAll(t *testing.T, master *os.File) string {
+	var out strings.Builder
+	done := make(chan struct{})
+	go func() { io.Copy(&out, master); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		master.SetReadDeadline(time.Now())
+		<-done
+	}
+	return out.String()
 }
 
 func TestPreserveFDs(t *testing.T) {

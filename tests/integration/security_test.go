@@ -2,7 +2,9 @@ package integration
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -294,5 +296,75 @@ func TestPersonality(t *testing.T) {
 	b.save(t)
 	if _, stderr, code := r.exec("run", "-b", b.Dir, "persbad"); code != 1 || !strings.Contains(stderr, "linux.personality") {
 		t.Errorf("an unknown personality: exit %d, %q", code, stderr)
+	}
+}
+
+// SCMP_ACT_NOTIFY: the listener fd reaches linux.seccomp.listenerPath with the container
+// process state and its metadata; once the listener is closed, the notified syscall fails
+// with ENOSYS inside the container.
+func TestSeccompNotifyListener(t *testing.T) {
+	r := newRT(t)
+	sock := filepath.Join(t.TempDir(), "seccomp.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	type got struct {
+		state specs.ContainerProcessState
+		fds   []int
+		err   error
+	}
+	ch := make(chan got, 1)
+	go func() {
+		conn, err := l.AcceptUnix()
+		if err != nil {
+			ch <- got{err: err}
+			return
+		}
+		defer conn.Close()
+		buf, oob := make([]byte, 64<<10), make([]byte, unix.CmsgSpace(4*4))
+		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			ch <- got{err: err}
+			return
+		}
+		var g got
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for i := range msgs {
+			fds, _ := unix.ParseUnixRights(&msgs[i])
+			g.fds = append(g.fds, fds...)
+		}
+		g.err = json.Unmarshal(buf[:n], &g.state)
+		ch <- g
+	}()
+	b := newBundle(t, `mkdir /tmp/notified 2>&1; echo mkdir-exit=$?`)
+	b.Spec.Linux.Seccomp = &specs.LinuxSeccomp{
+		DefaultAction:    specs.ActAllow,
+		ListenerPath:     sock,
+		ListenerMetadata: "berth-test-metadata",
+		Syscalls:         []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActNotify}},
+	}
+	b.save(t)
+	r.mustOK("create", "-b", b.Dir, "notify")
+	var g got
+	select {
+	case g = <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing arrived on listenerPath")
+	}
+	if g.err != nil || len(g.fds) != 1 {
+		t.Fatalf("listener message: %v, %d fds", g.err, len(g.fds))
+	}
+	st := g.state
+	if st.Metadata != "berth-test-metadata" || st.State.ID != "notify" || st.Pid != r.state("notify").Pid ||
+		len(st.Fds) != 1 || st.Fds[0] != "seccompFd" {
+		t.Errorf("container process state %+v", st)
+	}
+	unix.Close(g.fds[0]) // nobody answers: the notified syscall must fail, not hang
+	r.mustOK("start", "notify")
+	waitFor(t, "the program", func() bool { return r.state("notify").Status == "stopped" })
+	if _, err := os.Stat(filepath.Join(b.rootfs(), "tmp", "notified")); err == nil {
+		t.Error("mkdir succeeded although its notification was never answered")
 	}
 }

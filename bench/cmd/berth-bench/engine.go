@@ -115,10 +115,9 @@ func engineSection(cfg *config, num int) *harness.Section {
 // imageSection is section 5: pull and unpack of a multi-layer image from a local registry.
 func imageSection(cfg *config) *harness.Section {
 	s := &harness.Section{Number: 5, Title: "Images: pull + unpack from a local registry; snapshot creation"}
-	if why := (&berthEngine{bin: cfg.bin("berth")}).unavailable(); why != "" {
-		s.NotMeasured = "berth has no image store or `pull` yet (internal/image is being written); " + why
-		return s
-	}
-	s.NotMeasured = "berth's engine exists but the image baselines (podman pull, skopeo copy + umoci unpack) are not wired in yet"
+	// The pull comparison exists as a Go benchmark against a local registry; it is not
+	// folded into this harness yet.
+	s.NotMeasured = "not in this harness yet; `go test -run XXX -bench PullUnpack -benchtime 1x ./bench/images/` " +
+		"measures berth pull against podman pull and skopeo copy + umoci unpack (see the section below)"
 	return s
 }

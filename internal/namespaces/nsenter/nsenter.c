@@ -159,6 +159,14 @@ __attribute__((constructor)) static void berth_nsenter(void)
 	char tag;
 	int32_t pid;
 
+	if (getenv("_BERTH_HOLD") != NULL) {
+		/*
+		 * A user-namespace holder: the runtime started us in a new user namespace with the
+		 * mappings of an idmapped mount, opens /proc/<pid>/ns/user and kills us.
+		 */
+		for (;;)
+			pause();
+	}
 	if (env == NULL || *env == '\0')
 		return;
 	/*
@@ -241,11 +249,19 @@ __attribute__((constructor)) static void berth_nsenter(void)
 		 * The parent writes our maps through /proc/<pid>; a non-dumpable process's /proc
 		 * files belong to root of the initial namespace, which the parent is.
 		 */
+		/*
+		 * An unprivileged parent may write our maps only while we are dumpable; nothing else
+		 * runs in this new namespace yet, so being dumpable for this moment exposes nothing.
+		 */
+		if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+			fail("prctl PR_SET_DUMPABLE: %s", strerror(errno));
 		tag = 'U';
 		writeall(&tag, 1);
 		readall(&tag, 1);
 		if (tag != 'u')
 			fail("parent refused the id mappings");
+		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+			fail("prctl PR_SET_DUMPABLE: %s", strerror(errno));
 		/* Become root of the new namespace when root is mapped (EINVAL otherwise). */
 		if (setresgid(0, 0, 0) < 0 && errno != EINVAL)
 			fail("setresgid 0 in the new user namespace: %s", strerror(errno));

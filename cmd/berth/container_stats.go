@@ -174,7 +174,7 @@ func newStatsCmd() *cobra.Command {
 
 func newCpCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use: "cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n  berth cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
+		Use:   "cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n  berth cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
 		Short: "Copy files/folders between a container and the local filesystem",
 		Args:  exactArgs(2, "Copy files/folders between a container and the local filesystem"),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -169,6 +169,8 @@ type mon struct {
 	clients  []*client
 
 	h        *helper
+	// cleaner is the client doing the exit helper's work, when one offered.
+	cleaner  *client
 	initPid  int
 	initFd   int // pidfd of the init, as a wake-up only
 	reaped   map[int]unix.WaitStatus
@@ -450,7 +452,9 @@ func (m *mon) reap() {
 func (m *mon) helperDone() {
 	h := m.h
 	m.h = nil
-	h.proc.Release()
+	if h.proc != nil {
+		h.proc.Release()
+	}
 	out := strings.TrimSpace(string(h.out))
 	switch h.kind {
 	case monitor.HelperStart, monitor.HelperRestart:
@@ -534,7 +538,21 @@ func (m *mon) initExited(ws unix.WaitStatus) {
 	} else if err := os.Rename(tmp, monitor.ExitFile); err != nil {
 		logf("rename %s: %s", tmp, err.Error())
 	}
+	for _, c := range m.clients {
+		if c.hello && c.want&monitor.WantCleanup != 0 && !c.dead && !c.closing {
+			m.cleaner = c
+			m.send(c, monitor.FrameExited, []byte(strconv.Itoa(code)))
+			return
+		}
+	}
 	m.startExitHelper()
+}
+
+// cleaned takes the cleaner's word for the end of the run, as if from the exit helper.
+func (m *mon) cleaned(out string) {
+	m.cleaner = nil
+	m.h = &helper{kind: monitor.HelperExited, out: []byte(out), eof: true, reaped: true}
+	m.helperDone()
 }
 
 func (m *mon) startExitHelper() {
@@ -863,6 +881,10 @@ func (m *mon) clientFrame(c *client, typ byte, payload []byte) {
 			unix.Close(m.stdinFd)
 			m.stdinFd, m.stdinBuf = -1, nil
 		}
+	case monitor.FrameCleaned:
+		if c == m.cleaner {
+			m.cleaned(string(payload))
+		}
 	case monitor.FrameResize:
 		if len(payload) == 4 {
 			m.ws = &unix.Winsize{Row: uint16(payload[0])<<8 | uint16(payload[1]), Col: uint16(payload[2])<<8 | uint16(payload[3])}
@@ -957,6 +979,11 @@ func (m *mon) flushClient(c *client) {
 func (m *mon) sweepClients() {
 	kept := m.clients[:0]
 	for _, c := range m.clients {
+		if c.dead && c == m.cleaner {
+			// It went away without finishing: the helper does the work.
+			m.cleaner = nil
+			m.startExitHelper()
+		}
 		if c.dead || (c.closing && len(c.out) == 0) {
 			unix.Close(c.fd)
 			continue

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-containers/berth/internal/cgroups"
@@ -123,7 +124,9 @@ func (e *Engine) helperStart(id string, restart bool, stdio [3]*os.File) (pid in
 		return 0, false, err
 	}
 	// Whatever a run whose exit was never handled left (its monitor was killed).
-	e.teardown(l, c, st, rt)
+	if e.leftovers(l, c, st) {
+		e.teardown(l, c, st, rt)
+	}
 	os.Remove(l.path(monitor.ExitFile))
 
 	pid, err = e.startRun(l, c, st, rt, stdio)
@@ -308,7 +311,13 @@ func (e *Engine) setupNetwork(l *lockedDir, c *Container, st *State, in *specInp
 		}
 		a.Ports = ports
 	}
-	res, err := nets.Attach(context.Background(), a)
+	var res *network.Result
+	for i := 0; i < 5; i++ {
+		// Retried for the same reason as detach.
+		if res, err = nets.Attach(context.Background(), a); err == nil || !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -474,6 +483,33 @@ func releaseNetns(path string) {
 	os.Remove(path)
 }
 
+// leftovers tells whether a previous run left something to tear down.
+func (e *Engine) leftovers(l *lockedDir, c *Container, st *State) bool {
+	if st.Mounted || st.Network != nil {
+		return true
+	}
+	for _, p := range []string{l.path("netns"), filepath.Join(e.RuntimeRoot, c.ID)} {
+		if _, err := os.Lstat(p); err == nil {
+			return true
+		}
+	}
+	return st.Runtime != "" && st.Runtime != "berth"
+}
+
+// detach detaches the container from its networks. A netlink dump that the kernel
+// interrupts (links come and go while it is read: the veths of namespaces that just died)
+// fails the network manager's repair pass, which comes first; it is retried, as such a
+// dump is.
+func detach(nets *network.Manager, id string) error {
+	var err error
+	for i := 0; i < 5; i++ {
+		if err = nets.Detach(id); err == nil || !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return err
+		}
+	}
+	return err
+}
+
 // teardown undoes a run, whatever part of it was made: the runtime's container (and with
 // it the cgroup and any process left), the network, the snapshot's mount. Each step is
 // safe to repeat. The record is updated by the caller.
@@ -485,19 +521,21 @@ func (e *Engine) teardown(l *lockedDir, c *Container, st *State, rt ociRuntime) 
 		}
 	}
 	if rt != nil {
-		defer trace("teardown rt deleted")
 		if err := rt.delete(c.ID, true); err != nil {
 			e.warn("container %s: delete from runtime %s: %v", short(c.ID), rt.name(), err)
 		}
+		trace("teardown rt deleted")
 	}
 	// The namespace goes first: once it is gone the veths go with it, and Detach only
 	// has to set them down.
 	releaseNetns(l.path("netns"))
+	trace("teardown netns released")
 	if nets, err := e.networks(); err == nil {
-		if err := nets.Detach(c.ID); err != nil {
+		if err := detach(nets, c.ID); err != nil {
 			e.warn("container %s: %v", short(c.ID), err)
 		}
 	}
+	trace("teardown detached")
 	if st.Mounted {
 		if sn, err := e.snapshotter(); err == nil {
 			if snap, err := sn.Get(c.ID); err == nil && isMounted(snap.Rootfs) {
@@ -510,6 +548,10 @@ func (e *Engine) teardown(l *lockedDir, c *Container, st *State, rt ociRuntime) 
 	}
 	st.Network = nil
 }
+
+// FinishRun does the monitor's exit helper's work in this process, for a client that was
+// offered it (monitor.FrameExited); the result goes back with Session.Cleaned.
+func (e *Engine) FinishRun(id string) (string, error) { return e.helperExited(id) }
 
 // helperExited handles the end of a run for the monitor: it records the exit, tears the
 // run down, and says whether the restart policy wants another one ("restart MS") or not

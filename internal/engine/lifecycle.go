@@ -446,6 +446,7 @@ func (e *Engine) removeLocked(l *lockedDir, c *Container, volumes bool) error {
 	}
 	l.dir = gone
 	e.releaseName(c.Name, c.ID)
+	trace("remove renamed")
 	return e.finishRemoval(gone, c, volumes)
 }
 
@@ -460,6 +461,7 @@ func (e *Engine) finishRemoval(dir string, c *Container, volumes bool) error {
 	} else {
 		errs = append(errs, err)
 	}
+	trace("remove snapshot removed")
 	if volumes {
 		for _, m := range c.Mounts {
 			if m.Type == "volume" && m.Anonymous {

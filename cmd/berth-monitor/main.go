@@ -168,7 +168,7 @@ type mon struct {
 	stdinBuf []byte
 	clients  []*client
 
-	h        *helper
+	h *helper
 	// cleaner is the client doing the exit helper's work, when one offered.
 	cleaner  *client
 	initPid  int

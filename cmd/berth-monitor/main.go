@@ -33,12 +33,47 @@ func main() {
 	if b := os.Args[0]; b == "berth-init" || strings.HasSuffix(b, "/berth-init") {
 		os.Exit(runInit(os.Args[1:]))
 	}
+	// The engine starts us with GOMAXPROCS=1 (one poll loop needs one P, and fewer Ps
+	// mean fewer threads and less memory); the helpers must not inherit it.
+	os.Unsetenv("GOMAXPROCS")
 	m, err := parseArgs(os.Args[1:])
 	if err != nil {
 		logf("berth-monitor: %s", err.Error())
 		os.Exit(2)
 	}
 	os.Exit(m.run())
+}
+
+// dropText unmaps the pages of this binary's code and read-only data from our page
+// tables once the container runs. From then on the monitor runs a small part of its code
+// (the poll loop, log writing); the rest need not count in its resident set. The pages
+// stay in the page cache, shared with every other monitor, and fault back in if used.
+// Writable mappings are left alone: dropping those would lose their contents.
+func dropText() {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return
+	}
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[5] != exe || len(f[1]) < 2 || f[1][1] == 'w' {
+			continue
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || end <= start {
+			continue
+		}
+		unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED)
+	}
 }
 
 // logf writes one line to stderr, which the engine points at monitor.log. Only %s verbs:
@@ -476,6 +511,7 @@ func (m *mon) helperDone() {
 				unix.CloseOnExec(fd)
 				m.initFd = fd
 			}
+			dropText()
 			return
 		}
 		if out == "stopped" {

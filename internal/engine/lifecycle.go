@@ -133,6 +133,7 @@ func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client *os.File) (int,
 	env := os.Environ()
 	env = setEnv(env, "BERTH_ROOT", e.Root)
 	env = setEnv(env, "BERTH_RUNTIME_ROOT", e.RuntimeRoot)
+	env = setEnv(env, "GOMAXPROCS", "1")
 	p, err := os.StartProcess(mon, args, &os.ProcAttr{
 		Dir:   l.dir,
 		Env:   env,

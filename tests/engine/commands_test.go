@@ -248,3 +248,52 @@ func TestSystemCommands(t *testing.T) {
 		t.Errorf("volumes after prune --volumes: %q", vols)
 	}
 }
+
+// --runtime runc: the same engine (monitor, logs, exec, stop) over a runc-compatible
+// binary instead of the runtime library.
+func TestOtherRuntime(t *testing.T) {
+	h := newHarness(t)
+	r := h.run("run", "--rm", "--runtime", "runc", "busybox", "sh", "-c", "echo via runc; exit 2")
+	if r.code != 2 || r.stdout != "via runc\n" {
+		t.Errorf("run --runtime runc: %s", r)
+	}
+	h.ok("run", "-d", "--name", "rc", "--runtime", "runc", "busybox", "sleep", "1000")
+	if got := h.inspect("rc", "{{.HostConfig.Runtime}} {{.State.Status}}"); got != "runc running" {
+		t.Errorf("inspect: %q", got)
+	}
+	if r := h.run("exec", "rc", "echo", "exec ok"); r.stdout != "exec ok\n" {
+		t.Errorf("exec with runc: %s", r)
+	}
+	monitorOf(t, h, "rc") // runc's init ended up the monitor's child too
+	h.ok("stop", "-t", "1", "rc")
+	if st := h.state("rc"); st.Status != "exited" || st.ExitCode != 137 {
+		t.Errorf("after stop: %+v", st)
+	}
+	h.ok("rm", "rc")
+	if ents, _ := os.ReadDir(h.runtimeRoot + ".runc"); len(ents) != 0 {
+		t.Errorf("runc state left: %v", ents)
+	}
+	if r := h.run("run", "--rm", "--runtime", "nosuchruntime", "busybox", "true"); r.code != 125 || !strings.Contains(r.stderr, "unknown or invalid runtime name: nosuchruntime") {
+		t.Errorf("--runtime nosuchruntime: %s", r)
+	}
+}
+
+// The monitor of an idle container stays small: its resident set is below conmon's
+// (about 2 MiB on this kind of host), and the container's init is its child.
+func TestMonitorFootprint(t *testing.T) {
+	h := newHarness(t)
+	h.ok("run", "-d", "--name", "idle", "--network", "none", "busybox", "sleep", "1000")
+	mon := monitorOf(t, h, "idle")
+	time.Sleep(500 * time.Millisecond)
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(mon), "smaps_rollup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^Rss:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no Rss in smaps_rollup:\n%s", b)
+	}
+	if rss, _ := strconv.Atoi(string(m[1])); rss > 2048 {
+		t.Errorf("the monitor's resident set is %d KiB, over 2 MiB", rss)
+	}
+}

@@ -45,11 +45,22 @@ func (e *Engine) Start(ref string, want byte) (*Session, error) {
 		return nil, nil
 	}
 	if st.MonitorPid > 0 && alive(st.MonitorPid, st.MonitorStart) {
-		l.unlock()
-		if st.Status == StatusRestarting {
+		switch st.Status {
+		case StatusRestarting:
+			l.unlock()
 			return nil, fmt.Errorf("cannot start container %s: it is restarting (stop it first)", c.Name)
+		case StatusExited:
+			// The last run is over and recorded; its monitor is saying goodbye to its
+			// clients. It holds nothing the new run needs, but one monitor at a time.
+			l.unlock()
+			if !waitPidGone(st.MonitorPid, st.MonitorStart, 5*time.Second) {
+				return nil, fmt.Errorf("cannot start container %s: the monitor %d of its last run does not exit", c.Name, st.MonitorPid)
+			}
+			return e.Start(ref, want)
+		default:
+			l.unlock()
+			return nil, fmt.Errorf("cannot start container %s: it is being started by another berth", c.Name)
 		}
-		return nil, fmt.Errorf("cannot start container %s: it is being started or stopped by another berth", c.Name)
 	}
 	conn, theirs, err := socketpair()
 	if err != nil {

@@ -427,7 +427,9 @@ func (m *mon) startHelper(kind string) {
 	}
 	statusW := os.NewFile(uintptr(sp[1]), "status")
 	closeAfter = append(closeAfter, statusW)
-	env := append(os.Environ(), monitor.HelperEnv+"="+kind)
+	// The helpers live for milliseconds: a garbage collection in the middle of a create
+	// costs more than the memory it would free (measured: 3 ms of a 17 ms create).
+	env := append(os.Environ(), monitor.HelperEnv+"="+kind, "GOGC=off")
 	p, err := os.StartProcess(m.exe, []string{"berth", m.id}, &os.ProcAttr{
 		Env:   env,
 		Files: []*os.File{devnull, statusW, statusW, ctr[0], ctr[1], ctr[2]},
@@ -607,7 +609,7 @@ func (m *mon) startExitHelper() {
 	}
 	w := os.NewFile(uintptr(sp[1]), "status")
 	defer w.Close()
-	env := append(os.Environ(), monitor.HelperEnv+"="+monitor.HelperExited)
+	env := append(os.Environ(), monitor.HelperEnv+"="+monitor.HelperExited, "GOGC=off")
 	p, err := os.StartProcess(m.exe, []string{"berth", m.id}, &os.ProcAttr{Env: env, Files: []*os.File{devnull, w, w}})
 	if err != nil {
 		unix.Close(sp[0])

@@ -23,7 +23,7 @@ import (
 	"github.com/berth-containers/berth/internal/image"
 )
 
-func init() {
+func registerContainerCommands() {
 	rootCmd.AddCommand(newStopCmd(), newKillCmd(), newRmCmd("rm"), newRestartCmd(), newWaitCmd(),
 		newPauseCmd(), newUnpauseCmd(), newRenameCmd(), newLogsCmd(), newPsCmd("ps"), newContainerInspectCmd())
 	ctr := &cobra.Command{Use: "container", Short: "Manage containers", Args: cobra.NoArgs}

@@ -16,7 +16,7 @@ import (
 	"github.com/berth-containers/berth/internal/engine"
 )
 
-func init() {
+func registerExecCommands() {
 	rootCmd.AddCommand(newExecCmd(), newTopCmd())
 }
 

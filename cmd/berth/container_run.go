@@ -451,7 +451,7 @@ func parseMount(s string) (engine.Mount, error) {
 	return m, nil
 }
 
-func init() {
+func registerRunCommands() {
 	rootCmd.AddCommand(newRunCmd(), newCreateCmd(), newStartCmd(), newAttachCmd())
 }
 

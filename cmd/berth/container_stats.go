@@ -15,7 +15,7 @@ import (
 	"github.com/berth-containers/berth/internal/engine"
 )
 
-func init() {
+func registerStatsCommands() {
 	rootCmd.AddCommand(newStatsCmd(), newCpCmd())
 }
 

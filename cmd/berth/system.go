@@ -11,7 +11,7 @@ import (
 	"github.com/berth-containers/berth/internal/image"
 )
 
-func init() {
+func registerSystemCommands() {
 	var vformat string
 	versionCmd := &cobra.Command{
 		Use:   "version",

@@ -292,8 +292,14 @@ func (e *Engine) Stop(ref string, timeout *int) error {
 // waitSession waits for the monitor's exit frame, or for the monitor to go; it reports
 // whether the monitor said the run is over.
 func (e *Engine) waitSession(s *Session, timeout time.Duration) bool {
+	_, ok := e.waitExit(s, timeout)
+	return ok
+}
+
+// waitExit is waitSession with the exit code (125 for a start that failed).
+func (e *Engine) waitExit(s *Session, timeout time.Duration) (int, bool) {
 	if s == nil {
-		return false
+		return 0, false
 	}
 	if timeout >= 0 {
 		s.SetDeadline(time.Now().Add(timeout))
@@ -301,10 +307,13 @@ func (e *Engine) waitSession(s *Session, timeout time.Duration) bool {
 	for {
 		ev, err := s.Next()
 		if err != nil {
-			return false
+			return 0, false
 		}
-		if ev.Type == monitor.FrameExit || ev.Type == monitor.FrameStartError {
-			return true
+		switch ev.Type {
+		case monitor.FrameExit:
+			return ev.ExitCode(), true
+		case monitor.FrameStartError:
+			return ev.StartError().Code, true
 		}
 	}
 }
@@ -380,8 +389,12 @@ func (e *Engine) Wait(ref string) (int, error) {
 	for {
 		s, _ := e.dialMonitor(id, 0)
 		if s != nil {
-			e.waitSession(s, -1)
+			code, ok := e.waitExit(s, -1)
 			s.Close()
+			if ok {
+				// The monitor's word, which stands even if the container is gone (--rm).
+				return code, nil
+			}
 		}
 		info, err := e.Inspect(id)
 		if errors.Is(err, ErrNotFound) {

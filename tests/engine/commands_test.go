@@ -297,3 +297,13 @@ func TestMonitorFootprint(t *testing.T) {
 		t.Errorf("the monitor's resident set is %d KiB, over 2 MiB", rss)
 	}
 }
+
+// wait on an --rm container returns its exit code although the container is gone by then.
+func TestWaitAutoRemove(t *testing.T) {
+	h := newHarness(t)
+	id := strings.TrimSpace(h.ok("run", "-d", "--rm", "busybox", "sh", "-c", "sleep 0.5; exit 12"))
+	if r := h.run("wait", id); r.stdout != "12\n" || r.code != 0 {
+		t.Errorf("wait on an --rm container: %s", r)
+	}
+	eventually(t, 5*time.Second, "the --rm container to go", func() bool { return h.ok("ps", "-aq") == "" })
+}

@@ -54,7 +54,7 @@ test-v2:
 # Benchmarks: berth against runc, crun (and later Podman, Docker, containerd) and lsns, each
 # command measured from outside its process. Installs its contenders (hack/deps-bench.sh),
 # prints the tables and rewrites the generated part of docs/benchmarks.md and
-# docs/benchmarks.png. Needs root; about a minute on 2 cores.
+# docs/benchmarks.png. Needs root; about 3.5 minutes on 2 cores.
 .PHONY: bench
 bench: build
 	bash hack/deps-bench.sh

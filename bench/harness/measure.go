@@ -29,6 +29,10 @@ type Sample struct {
 	// MaxRSS is the largest resident set of the command or of a descendant it waited
 	// for, in bytes (the kernel's ru_maxrss, which survives exec).
 	MaxRSS int64
+	// GroupCPU, when measured (CPUGroup.Measure), is the CPU of every process in the
+	// harness's accounting group meanwhile: the command, and helpers and daemons it did not
+	// wait for.
+	GroupCPU time.Duration
 }
 
 // Cmd is one command to measure.
@@ -173,6 +177,23 @@ func tail(f *os.File) string {
 		return "(no stderr)"
 	}
 	return s
+}
+
+// RunOutput runs c like Run and also returns its standard output.
+func RunOutput(c Cmd) (Sample, string, error) {
+	f, err := os.CreateTemp("", "berth-bench-stdout-")
+	if err != nil {
+		return Sample{}, "", err
+	}
+	os.Remove(f.Name())
+	defer f.Close()
+	c.Stdout = f
+	s, err := Run(c)
+	b, rerr := io.ReadAll(io.NewSectionReader(f, 0, 1<<30))
+	if err == nil {
+		err = rerr
+	}
+	return s, string(b), err
 }
 
 // Output runs c outside any measurement and returns its standard output.

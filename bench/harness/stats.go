@@ -20,6 +20,8 @@ var (
 	Wall = Metric{"wall", func(s Sample) float64 { return float64(s.Wall) }, fmtDuration}
 	CPU  = Metric{"cpu", func(s Sample) float64 { return float64(s.CPU) }, fmtDuration}
 	RSS  = Metric{"peak rss", func(s Sample) float64 { return float64(s.MaxRSS) }, fmtBytes}
+	// GroupCPU is the CPU of every host-side process of an engine (see CPUGroup).
+	GroupCPU = Metric{"cpu, all engine processes", func(s Sample) float64 { return float64(s.GroupCPU) }, fmtDuration}
 )
 
 func fmtDuration(v float64) string {

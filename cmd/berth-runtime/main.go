@@ -66,6 +66,13 @@ func newRootCmd() *cobra.Command {
 				logMsg("debug", fmt.Sprintf("berth-runtime %s", strings.Join(os.Args[1:], " ")))
 				cobra.OnFinalize(func() { logMsg("debug", fmt.Sprintf("%s took %v", cmd.Name(), time.Since(start))) })
 			}
+			switch globals.rootless {
+			case "auto", "true", "false":
+				// berth decides by the effective uid: an unprivileged caller gets a
+				// cgroup only where one is delegated, whatever this flag says.
+			default:
+				return fmt.Errorf("--rootless %q: must be true, false or auto", globals.rootless)
+			}
 			if globals.systemdCgroup {
 				return fmt.Errorf("--systemd-cgroup: the systemd cgroup driver is not supported yet; berth manages cgroupfs directly")
 			}

@@ -10,6 +10,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,18 +24,19 @@ import (
 )
 
 type config struct {
-	binDir   string
-	work     string
-	n        int
-	engineN  int
-	density  int
-	nsProcs  int
-	nsN      int
-	warmup   int
-	sections map[int]bool
-	out      string
-	chart    string
-	view     string
+	binDir      string
+	work        string
+	n           int
+	engineN     int
+	density     int
+	imageRounds int
+	nsProcs     int
+	nsN         int
+	warmup      int
+	sections    map[int]bool
+	out         string
+	chart       string
+	view        string
 }
 
 func (c *config) bin(name string) string { return filepath.Join(c.binDir, name) }
@@ -49,6 +51,7 @@ func main() {
 	flag.IntVar(&cfg.n, "n", 100, "iterations of each runtime flow (sections 1 and 4)")
 	flag.IntVar(&cfg.engineN, "engine-n", 30, "runs of each engine (section 2)")
 	flag.IntVar(&cfg.density, "density", 200, "detached containers per engine (section 3)")
+	flag.IntVar(&cfg.imageRounds, "image-rounds", 5, "alternating rounds of the image pulls (section 5)")
 	flag.IntVar(&cfg.nsProcs, "ns-procs", 2000, "extra processes while timing berth ns (section 6)")
 	flag.IntVar(&cfg.nsN, "ns-n", 21, "runs of berth ns and lsns (section 6)")
 	flag.IntVar(&cfg.warmup, "warmup", 2, "uncounted iterations before each measurement")
@@ -133,15 +136,22 @@ func run(cfg *config, sections string) error {
 	if cfg.sections[1] {
 		rep.Sections = append(rep.Sections, s1)
 	}
-	for _, n := range []int{2, 3} {
-		if cfg.sections[n] {
-			rep.Sections = append(rep.Sections, engineSection(cfg, n))
+	if cfg.sections[2] || cfg.sections[3] {
+		s2, s3, err := engineSections(cfg)
+		if err != nil {
+			return err
+		}
+		for _, s := range []*harness.Section{s2, s3} {
+			if s != nil {
+				rep.Sections = append(rep.Sections, s)
+			}
 		}
 	}
 	if cfg.sections[4] {
 		rep.Sections = append(rep.Sections, s4)
 	}
 	if cfg.sections[5] {
+		fmt.Fprintf(os.Stderr, "berth-bench: section 5: image pull + unpack, %d rounds\n", cfg.imageRounds)
 		rep.Sections = append(rep.Sections, imageSection(cfg))
 	}
 	if cfg.sections[6] {
@@ -159,7 +169,7 @@ func run(cfg *config, sections string) error {
 	rep.WriteText(os.Stdout)
 	chartRef := ""
 	if cfg.chart != "" && len(rep.Headlines) > 0 {
-		if err := harness.WriteChart(cfg.chart, "berth vs runc, crun and lsns on this host", rep.Headlines); err != nil {
+		if err := harness.WriteChart(cfg.chart, "berth vs runc, crun, Podman, Docker and lsns on this host", rep.Headlines); err != nil {
 			return err
 		}
 		if cfg.out != "" {
@@ -242,8 +252,44 @@ func headlines(rep *harness.Report, rts []*ociRuntime) []harness.Headline {
 	add(1, "run", "run wall", harness.Wall, 0, true)
 	add(1, "run", "run CPU", harness.CPU, 0, true)
 	add(1, "delete --force", "delete --force wall", harness.Wall, 10*ms, false)
+	// Engine: run --rm at most 30 ms and at least 10× faster than Podman.
+	if c := find(2, "run --rm"); c != nil {
+		for j := 1; j < len(c.Contenders); j++ {
+			h := harness.Headline{Label: fmt.Sprintf("engine run --rm wall: %s / %s", c.Contenders[0], c.Contenders[j]), Ratio: c.Ratio(j, harness.Wall)}
+			if base := c.Summary(j, harness.Wall).Median; base > 0 {
+				h.Target = 30 * ms / base
+			}
+			if c.Contenders[j] == "podman" {
+				h.Target = math.Min(h.Target, 0.1)
+			}
+			hs = append(hs, h)
+		}
+		for j := 1; j < len(c.Contenders); j++ {
+			hs = append(hs, harness.Headline{Label: fmt.Sprintf("engine run --rm CPU: %s / %s", c.Contenders[0], c.Contenders[j]), Ratio: c.Ratio(j, harness.GroupCPU)})
+		}
+	}
+	// Density: the per-container helper's RSS at most 2 MiB.
+	if len(densityResults) > 1 && densityResults[0].name == "berth" {
+		b := densityResults[0]
+		for _, o := range densityResults[1:] {
+			var r, base []float64
+			for i := 0; i < len(b.mem) && i < len(o.mem); i++ {
+				if o.mem[i].rss > 0 {
+					r = append(r, float64(b.mem[i].rss)/float64(o.mem[i].rss))
+				}
+				base = append(base, float64(o.mem[i].rss))
+			}
+			sm := summarize(r)
+			h := harness.Headline{Label: fmt.Sprintf("helper RSS: berth-monitor / %s", helperLabel(o)), Ratio: harness.Summary{Median: sm.Median, Min: sm.Min, Max: sm.Max, N: len(r)}}
+			if bm := summarize(base).Median; bm > 0 {
+				h.Target = 2 * mib / bm
+			}
+			hs = append(hs, h)
+		}
+	}
 	add(4, "run", "run peak RSS", harness.RSS, 5*mib, false)
 	add(4, "create", "create peak RSS", harness.RSS, 5*mib, false)
+	hs = append(hs, imageHeadlines()...)
 	add(6, "list all", "berth ns wall", harness.Wall, 0, false)
 	return hs
 }

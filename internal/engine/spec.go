@@ -294,6 +294,11 @@ func (e *Engine) buildSpec(c *Container, in specInputs) (*specs.Spec, error) {
 		if hc.ReadonlyRootfs {
 			opts = append(opts, "ro")
 		}
+		if c.UserNSMap != nil {
+			// The host's root owns these files; through an idmapped mount the
+			// container's root does.
+			opts = append(opts, "idmap")
+		}
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: in.Files[dst], Options: opts})
 	}
 	for _, m := range c.Mounts {
@@ -309,6 +314,11 @@ func (e *Engine) buildSpec(c *Container, in specInputs) (*specs.Spec, error) {
 			opts = append(opts, prop)
 			if !m.RW {
 				opts = append(opts, "ro")
+			}
+			if c.UserNSMap != nil {
+				// Volumes and binds are shared with the host and other containers:
+				// idmapped, root inside is root on them, as without --userns.
+				opts = append(opts, "ridmap")
 			}
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
 		}

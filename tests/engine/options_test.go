@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -221,9 +222,16 @@ func TestSecurityFlags(t *testing.T) {
 		t.Errorf("--init container stopped by TERM: exit %d, want 143", st.ExitCode)
 	}
 	// --userns=auto: root inside is an unprivileged range outside, and owns its rootfs.
-	r = h.run("run", "--rm", "--userns", "auto", "busybox", "sh", "-c", "id -u; cat /proc/self/uid_map; stat -c %u /etc; touch /etc/new && echo writable")
+	r = h.run("run", "--rm", "--userns", "auto", "-v", "uvol:/vol", "busybox", "sh", "-c",
+		"id -u; cat /proc/self/uid_map; stat -c %u /etc; touch /etc/new && echo writable; echo data > /vol/f && stat -c %u /vol/f")
 	f := strings.Fields(r.stdout)
-	if r.code != 0 || len(f) != 6 || f[0] != "0" || f[1] != "0" || f[2] == "0" || f[3] != "65536" || f[4] != "0" || f[5] != "writable" {
+	if r.code != 0 || len(f) != 7 || f[0] != "0" || f[1] != "0" || f[2] == "0" || f[3] != "65536" || f[4] != "0" || f[5] != "writable" || f[6] != "0" {
 		t.Errorf("--userns auto: %s", r)
+	}
+	// The volume is idmapped: what root wrote inside is root's on the host too.
+	var st syscall.Stat_t
+	mp := strings.TrimSpace(h.ok("volume", "inspect", "-f", "{{.Mountpoint}}", "uvol"))
+	if err := syscall.Stat(filepath.Join(mp, "f"), &st); err != nil || st.Uid != 0 {
+		t.Errorf("the file written in the volume: uid %d, %v", st.Uid, err)
 	}
 }

@@ -33,12 +33,47 @@ func main() {
 	if b := os.Args[0]; b == "berth-init" || strings.HasSuffix(b, "/berth-init") {
 		os.Exit(runInit(os.Args[1:]))
 	}
+	// The engine starts us with GOMAXPROCS=1 (one poll loop needs one P, and fewer Ps
+	// mean fewer threads and less memory); the helpers must not inherit it.
+	os.Unsetenv("GOMAXPROCS")
 	m, err := parseArgs(os.Args[1:])
 	if err != nil {
 		logf("berth-monitor: %s", err.Error())
 		os.Exit(2)
 	}
 	os.Exit(m.run())
+}
+
+// dropText unmaps the pages of this binary's code and read-only data from our page
+// tables once the container runs. From then on the monitor runs a small part of its code
+// (the poll loop, log writing); the rest need not count in its resident set. The pages
+// stay in the page cache, shared with every other monitor, and fault back in if used.
+// Writable mappings are left alone: dropping those would lose their contents.
+func dropText() {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return
+	}
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[5] != exe || len(f[1]) < 2 || f[1][1] == 'w' {
+			continue
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || end <= start {
+			continue
+		}
+		unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED)
+	}
 }
 
 // logf writes one line to stderr, which the engine points at monitor.log. Only %s verbs:
@@ -168,7 +203,9 @@ type mon struct {
 	stdinBuf []byte
 	clients  []*client
 
-	h        *helper
+	h *helper
+	// cleaner is the client doing the exit helper's work, when one offered.
+	cleaner  *client
 	initPid  int
 	initFd   int // pidfd of the init, as a wake-up only
 	reaped   map[int]unix.WaitStatus
@@ -390,7 +427,9 @@ func (m *mon) startHelper(kind string) {
 	}
 	statusW := os.NewFile(uintptr(sp[1]), "status")
 	closeAfter = append(closeAfter, statusW)
-	env := append(os.Environ(), monitor.HelperEnv+"="+kind)
+	// The helpers live for milliseconds: a garbage collection in the middle of a create
+	// costs more than the memory it would free (measured: 3 ms of a 17 ms create).
+	env := append(os.Environ(), monitor.HelperEnv+"="+kind, "GOGC=off")
 	p, err := os.StartProcess(m.exe, []string{"berth", m.id}, &os.ProcAttr{
 		Env:   env,
 		Files: []*os.File{devnull, statusW, statusW, ctr[0], ctr[1], ctr[2]},
@@ -450,7 +489,9 @@ func (m *mon) reap() {
 func (m *mon) helperDone() {
 	h := m.h
 	m.h = nil
-	h.proc.Release()
+	if h.proc != nil {
+		h.proc.Release()
+	}
 	out := strings.TrimSpace(string(h.out))
 	switch h.kind {
 	case monitor.HelperStart, monitor.HelperRestart:
@@ -472,6 +513,7 @@ func (m *mon) helperDone() {
 				unix.CloseOnExec(fd)
 				m.initFd = fd
 			}
+			dropText()
 			return
 		}
 		if out == "stopped" {
@@ -534,7 +576,21 @@ func (m *mon) initExited(ws unix.WaitStatus) {
 	} else if err := os.Rename(tmp, monitor.ExitFile); err != nil {
 		logf("rename %s: %s", tmp, err.Error())
 	}
+	for _, c := range m.clients {
+		if c.hello && c.want&monitor.WantCleanup != 0 && !c.dead && !c.closing {
+			m.cleaner = c
+			m.send(c, monitor.FrameExited, []byte(strconv.Itoa(code)))
+			return
+		}
+	}
 	m.startExitHelper()
+}
+
+// cleaned takes the cleaner's word for the end of the run, as if from the exit helper.
+func (m *mon) cleaned(out string) {
+	m.cleaner = nil
+	m.h = &helper{kind: monitor.HelperExited, out: []byte(out), eof: true, reaped: true}
+	m.helperDone()
 }
 
 func (m *mon) startExitHelper() {
@@ -553,7 +609,7 @@ func (m *mon) startExitHelper() {
 	}
 	w := os.NewFile(uintptr(sp[1]), "status")
 	defer w.Close()
-	env := append(os.Environ(), monitor.HelperEnv+"="+monitor.HelperExited)
+	env := append(os.Environ(), monitor.HelperEnv+"="+monitor.HelperExited, "GOGC=off")
 	p, err := os.StartProcess(m.exe, []string{"berth", m.id}, &os.ProcAttr{Env: env, Files: []*os.File{devnull, w, w}})
 	if err != nil {
 		unix.Close(sp[0])
@@ -863,6 +919,10 @@ func (m *mon) clientFrame(c *client, typ byte, payload []byte) {
 			unix.Close(m.stdinFd)
 			m.stdinFd, m.stdinBuf = -1, nil
 		}
+	case monitor.FrameCleaned:
+		if c == m.cleaner {
+			m.cleaned(string(payload))
+		}
 	case monitor.FrameResize:
 		if len(payload) == 4 {
 			m.ws = &unix.Winsize{Row: uint16(payload[0])<<8 | uint16(payload[1]), Col: uint16(payload[2])<<8 | uint16(payload[3])}
@@ -957,6 +1017,11 @@ func (m *mon) flushClient(c *client) {
 func (m *mon) sweepClients() {
 	kept := m.clients[:0]
 	for _, c := range m.clients {
+		if c.dead && c == m.cleaner {
+			// It went away without finishing: the helper does the work.
+			m.cleaner = nil
+			m.startExitHelper()
+		}
 		if c.dead || (c.closing && len(c.out) == 0) {
 			unix.Close(c.fd)
 			continue

@@ -193,6 +193,16 @@ func attachLoop(e *engine.Engine, s *engine.Session, id string, o attachOpts) (i
 			return 125, ev.StartError()
 		case monitor.FrameExit:
 			return ev.ExitCode(), nil
+		case monitor.FrameExited:
+			// This process is up already: it finishes the run (records the exit, tears
+			// it down, removes an --rm container) sooner than a helper the monitor would
+			// start. Should it die meanwhile, the monitor starts the helper after all.
+			res, err := e.FinishRun(id)
+			if err != nil {
+				res = "error " + err.Error()
+			}
+			s.Cleaned(res)
+			return ev.ExitCode(), nil
 		}
 	}
 }

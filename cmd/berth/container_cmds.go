@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,7 +23,7 @@ import (
 	"github.com/berth-containers/berth/internal/image"
 )
 
-func init() {
+func registerContainerCommands() {
 	rootCmd.AddCommand(newStopCmd(), newKillCmd(), newRmCmd("rm"), newRestartCmd(), newWaitCmd(),
 		newPauseCmd(), newUnpauseCmd(), newRenameCmd(), newLogsCmd(), newPsCmd("ps"), newContainerInspectCmd())
 	ctr := &cobra.Command{Use: "container", Short: "Manage containers", Args: cobra.NoArgs}
@@ -290,14 +291,28 @@ func executeFormat(format string, v any) error {
 	if err != nil {
 		return fmt.Errorf("template parsing error: %v", err)
 	}
-	var m any
-	b, _ := json.Marshal(v)
-	json.Unmarshal(b, &m)
+	m, err := jsonView(v)
+	if err != nil {
+		return err
+	}
 	if err := t.Execute(os.Stdout, m); err != nil {
 		return fmt.Errorf("template: %v", err)
 	}
 	fmt.Println()
 	return nil
+}
+
+// jsonView is v as templates see it on Docker: the JSON form's names, and numbers printed
+// as they are (json.Number, not float64).
+func jsonView(v any) (any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m any
+	return m, dec.Decode(&m)
 }
 
 func newContainerInspectCmd() *cobra.Command {

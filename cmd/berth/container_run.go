@@ -451,7 +451,7 @@ func parseMount(s string) (engine.Mount, error) {
 	return m, nil
 }
 
-func init() {
+func registerRunCommands() {
 	rootCmd.AddCommand(newRunCmd(), newCreateCmd(), newStartCmd(), newAttachCmd())
 }
 
@@ -525,7 +525,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		fmt.Println(c.ID)
 		return nil
 	}
-	want := byte(monitor.WantStdout | monitor.WantStderr)
+	want := byte(monitor.WantStdout | monitor.WantStderr | monitor.WantCleanup)
 	if f.interactive {
 		want |= monitor.WantStdin
 	}
@@ -578,7 +578,7 @@ func newStartCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				want := byte(monitor.WantStdout | monitor.WantStderr)
+				want := byte(monitor.WantStdout | monitor.WantStderr | monitor.WantCleanup)
 				if interactive && info.Container.Config.OpenStdin {
 					want |= monitor.WantStdin
 				}

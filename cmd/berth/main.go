@@ -43,6 +43,12 @@ func main() {
 	if engine.IsHelper() {
 		os.Exit(engine.RunHelper())
 	}
+	// The engine's commands are built here rather than in init functions: the init and
+	// the helper above never need them, and they are started on every container's path.
+	for _, register := range []func(){registerRunCommands, registerContainerCommands, registerExecCommands,
+		registerStatsCommands, registerVolumeCommands, registerSystemCommands} {
+		register()
+	}
 	cmd, err := rootCmd.ExecuteC()
 	if err != nil {
 		printError(cmd, err)

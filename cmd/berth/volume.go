@@ -12,7 +12,7 @@ import (
 	"github.com/berth-containers/berth/internal/image"
 )
 
-func init() {
+func registerVolumeCommands() {
 	vol := &cobra.Command{Use: "volume", Short: "Manage volumes", Args: cobra.NoArgs}
 	var labels []string
 	create := &cobra.Command{

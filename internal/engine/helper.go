@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-containers/berth/internal/cgroups"
@@ -29,6 +31,10 @@ func IsHelper() bool { return os.Getenv(monitor.HelperEnv) != "" }
 func RunHelper() int {
 	kind := os.Getenv(monitor.HelperEnv)
 	os.Unsetenv(monitor.HelperEnv)
+	if kind == helperHold {
+		io.Copy(io.Discard, os.Stdin)
+		return 0
+	}
 	if len(os.Args) != 2 {
 		fmt.Println("125 helper: want one argument, the container id")
 		return 1
@@ -118,7 +124,9 @@ func (e *Engine) helperStart(id string, restart bool, stdio [3]*os.File) (pid in
 		return 0, false, err
 	}
 	// Whatever a run whose exit was never handled left (its monitor was killed).
-	e.teardown(l, c, st, rt)
+	if e.leftovers(l, c, st) {
+		e.teardown(l, c, st, rt)
+	}
 	os.Remove(l.path(monitor.ExitFile))
 
 	pid, err = e.startRun(l, c, st, rt, stdio)
@@ -149,11 +157,19 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		return 0, err
 	}
 	if !isMounted(snap.Rootfs) {
-		if err := snap.Mount(""); err != nil {
+		if c.UserNSMap != nil && snap.Driver == "overlay" {
+			err = e.mountIDMapped(snap.Lower, snap.Upper, snap.Work, snap.Rootfs, c.UserNSMap)
+		} else {
+			err = snap.Mount("")
+		}
+		if err != nil {
 			return 0, err
 		}
 	}
 	st.Mounted = true
+	if err := populateVolumes(c, snap.Rootfs); err != nil {
+		return 0, err
+	}
 	// Recorded before anything else is made, so that a helper killed from here on leaves
 	// a record that says what to undo.
 	st.Runtime = rt.name()
@@ -173,6 +189,20 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		return 0, err
 	}
 	st.Network = ns
+	if c.UserNSMap != nil {
+		paths := []string{snap.Rootfs}
+		for _, f := range in.Files {
+			paths = append(paths, f)
+		}
+		for _, m := range c.Mounts {
+			if m.Type == "volume" {
+				paths = append(paths, m.Source)
+			}
+		}
+		if err := e.allowTraversal(paths...); err != nil {
+			return 0, err
+		}
+	}
 	spec, err := e.buildSpec(c, in)
 	if err != nil {
 		return 0, err
@@ -268,7 +298,7 @@ func (e *Engine) setupNetwork(l *lockedDir, c *Container, st *State, in *specInp
 		a.Hostname = ""
 	default:
 		path := l.path("netns")
-		if err := newNetns(path); err != nil {
+		if err := newNetns(path, c.HostConfig.Sysctls); err != nil {
 			return nil, err
 		}
 		a.NetnsPath = path
@@ -281,7 +311,13 @@ func (e *Engine) setupNetwork(l *lockedDir, c *Container, st *State, in *specInp
 		}
 		a.Ports = ports
 	}
-	res, err := nets.Attach(context.Background(), a)
+	var res *network.Result
+	for i := 0; i < 5; i++ {
+		// Retried for the same reason as detach.
+		if res, err = nets.Attach(context.Background(), a); err == nil || !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -396,9 +432,10 @@ func rewriteInPlace(path, s string) error {
 	return f.Truncate(int64(len(s)))
 }
 
-// newNetns makes a network namespace and bind-mounts it at path. The thread that made it
-// is left locked, so the Go runtime retires it rather than reusing it in that namespace.
-func newNetns(path string) error {
+// newNetns makes a network namespace, writes the net.* sysctls into it, and bind-mounts it
+// at path. The thread that made it is left locked, so the Go runtime retires it rather
+// than reusing it in that namespace.
+func newNetns(path string, sysctls map[string]string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("network namespace: create %s: %w", path, err)
@@ -410,6 +447,20 @@ func newNetns(path string) error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("network namespace: unshare: %w", err)
 			return
+		}
+		// /proc/sys/net shows the network namespace of the thread that opens it.
+		for k, v := range sysctls {
+			if !strings.HasPrefix(k, "net.") {
+				continue
+			}
+			if strings.Contains(k, "/") || strings.Contains(k, "..") {
+				errc <- fmt.Errorf("--sysctl %s: invalid name", k)
+				return
+			}
+			if err := os.WriteFile("/proc/sys/"+strings.ReplaceAll(k, ".", "/"), []byte(v), 0); err != nil {
+				errc <- fmt.Errorf("--sysctl %s=%s: %w", k, v, err)
+				return
+			}
 		}
 		src := "/proc/thread-self/ns/net"
 		if err := unix.Mount(src, path, "", unix.MS_BIND, ""); err != nil {
@@ -432,6 +483,33 @@ func releaseNetns(path string) {
 	os.Remove(path)
 }
 
+// leftovers tells whether a previous run left something to tear down.
+func (e *Engine) leftovers(l *lockedDir, c *Container, st *State) bool {
+	if st.Mounted || st.Network != nil {
+		return true
+	}
+	for _, p := range []string{l.path("netns"), filepath.Join(e.RuntimeRoot, c.ID)} {
+		if _, err := os.Lstat(p); err == nil {
+			return true
+		}
+	}
+	return st.Runtime != "" && st.Runtime != "berth"
+}
+
+// detach detaches the container from its networks. A netlink dump that the kernel
+// interrupts (links come and go while it is read: the veths of namespaces that just died)
+// fails the network manager's repair pass, which comes first; it is retried, as such a
+// dump is.
+func detach(nets *network.Manager, id string) error {
+	var err error
+	for i := 0; i < 5; i++ {
+		if err = nets.Detach(id); err == nil || !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return err
+		}
+	}
+	return err
+}
+
 // teardown undoes a run, whatever part of it was made: the runtime's container (and with
 // it the cgroup and any process left), the network, the snapshot's mount. Each step is
 // safe to repeat. The record is updated by the caller.
@@ -443,19 +521,21 @@ func (e *Engine) teardown(l *lockedDir, c *Container, st *State, rt ociRuntime) 
 		}
 	}
 	if rt != nil {
-		defer trace("teardown rt deleted")
 		if err := rt.delete(c.ID, true); err != nil {
 			e.warn("container %s: delete from runtime %s: %v", short(c.ID), rt.name(), err)
 		}
+		trace("teardown rt deleted")
 	}
 	// The namespace goes first: once it is gone the veths go with it, and Detach only
 	// has to set them down.
 	releaseNetns(l.path("netns"))
+	trace("teardown netns released")
 	if nets, err := e.networks(); err == nil {
-		if err := nets.Detach(c.ID); err != nil {
+		if err := detach(nets, c.ID); err != nil {
 			e.warn("container %s: %v", short(c.ID), err)
 		}
 	}
+	trace("teardown detached")
 	if st.Mounted {
 		if sn, err := e.snapshotter(); err == nil {
 			if snap, err := sn.Get(c.ID); err == nil && isMounted(snap.Rootfs) {
@@ -468,6 +548,10 @@ func (e *Engine) teardown(l *lockedDir, c *Container, st *State, rt ociRuntime) 
 	}
 	st.Network = nil
 }
+
+// FinishRun does the monitor's exit helper's work in this process, for a client that was
+// offered it (monitor.FrameExited); the result goes back with Session.Cleaned.
+func (e *Engine) FinishRun(id string) (string, error) { return e.helperExited(id) }
 
 // helperExited handles the end of a run for the monitor: it records the exit, tears the
 // run down, and says whether the restart policy wants another one ("restart MS") or not

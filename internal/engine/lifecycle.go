@@ -45,11 +45,22 @@ func (e *Engine) Start(ref string, want byte) (*Session, error) {
 		return nil, nil
 	}
 	if st.MonitorPid > 0 && alive(st.MonitorPid, st.MonitorStart) {
-		l.unlock()
-		if st.Status == StatusRestarting {
+		switch st.Status {
+		case StatusRestarting:
+			l.unlock()
 			return nil, fmt.Errorf("cannot start container %s: it is restarting (stop it first)", c.Name)
+		case StatusExited:
+			// The last run is over and recorded; its monitor is saying goodbye to its
+			// clients. It holds nothing the new run needs, but one monitor at a time.
+			l.unlock()
+			if !waitPidGone(st.MonitorPid, st.MonitorStart, 5*time.Second) {
+				return nil, fmt.Errorf("cannot start container %s: the monitor %d of its last run does not exit", c.Name, st.MonitorPid)
+			}
+			return e.Start(ref, want)
+		default:
+			l.unlock()
+			return nil, fmt.Errorf("cannot start container %s: it is being started by another berth", c.Name)
 		}
-		return nil, fmt.Errorf("cannot start container %s: it is being started or stopped by another berth", c.Name)
 	}
 	conn, theirs, err := socketpair()
 	if err != nil {
@@ -133,6 +144,7 @@ func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client *os.File) (int,
 	env := os.Environ()
 	env = setEnv(env, "BERTH_ROOT", e.Root)
 	env = setEnv(env, "BERTH_RUNTIME_ROOT", e.RuntimeRoot)
+	env = setEnv(env, "GOMAXPROCS", "1")
 	p, err := os.StartProcess(mon, args, &os.ProcAttr{
 		Dir:   l.dir,
 		Env:   env,
@@ -280,8 +292,14 @@ func (e *Engine) Stop(ref string, timeout *int) error {
 // waitSession waits for the monitor's exit frame, or for the monitor to go; it reports
 // whether the monitor said the run is over.
 func (e *Engine) waitSession(s *Session, timeout time.Duration) bool {
+	_, ok := e.waitExit(s, timeout)
+	return ok
+}
+
+// waitExit is waitSession with the exit code (125 for a start that failed).
+func (e *Engine) waitExit(s *Session, timeout time.Duration) (int, bool) {
 	if s == nil {
-		return false
+		return 0, false
 	}
 	if timeout >= 0 {
 		s.SetDeadline(time.Now().Add(timeout))
@@ -289,10 +307,13 @@ func (e *Engine) waitSession(s *Session, timeout time.Duration) bool {
 	for {
 		ev, err := s.Next()
 		if err != nil {
-			return false
+			return 0, false
 		}
-		if ev.Type == monitor.FrameExit || ev.Type == monitor.FrameStartError {
-			return true
+		switch ev.Type {
+		case monitor.FrameExit:
+			return ev.ExitCode(), true
+		case monitor.FrameStartError:
+			return ev.StartError().Code, true
 		}
 	}
 }
@@ -368,8 +389,12 @@ func (e *Engine) Wait(ref string) (int, error) {
 	for {
 		s, _ := e.dialMonitor(id, 0)
 		if s != nil {
-			e.waitSession(s, -1)
+			code, ok := e.waitExit(s, -1)
 			s.Close()
+			if ok {
+				// The monitor's word, which stands even if the container is gone (--rm).
+				return code, nil
+			}
 		}
 		info, err := e.Inspect(id)
 		if errors.Is(err, ErrNotFound) {
@@ -446,6 +471,7 @@ func (e *Engine) removeLocked(l *lockedDir, c *Container, volumes bool) error {
 	}
 	l.dir = gone
 	e.releaseName(c.Name, c.ID)
+	trace("remove renamed")
 	return e.finishRemoval(gone, c, volumes)
 }
 
@@ -460,6 +486,7 @@ func (e *Engine) finishRemoval(dir string, c *Container, volumes bool) error {
 	} else {
 		errs = append(errs, err)
 	}
+	trace("remove snapshot removed")
 	if volumes {
 		for _, m := range c.Mounts {
 			if m.Type == "volume" && m.Anonymous {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-containers/berth/internal/runtime"
@@ -24,6 +25,8 @@ type ociRuntime interface {
 	create(id, bundle string, stdio [3]*os.File, consoleSocket string) (int, error)
 	start(id string) error
 	kill(id string, sig unix.Signal, all bool) error
+	// exec runs a process in the running container (see Engine.Exec).
+	exec(id string, p *specs.Process, o ExecOptions) (int, error)
 	// delete removes the runtime's record and the cgroup, killing what is left.
 	delete(id string, force bool) error
 	// cgroupPaths maps each hierarchy to the container's cgroup directory, as the

@@ -137,6 +137,9 @@ func (s *Session) Resize(rows, cols uint16) error {
 	return s.send(monitor.FrameResize, []byte{byte(rows >> 8), byte(rows), byte(cols >> 8), byte(cols)})
 }
 
+// Cleaned tells the monitor the end of the run was handled here, with FinishRun's result.
+func (s *Session) Cleaned(result string) error { return s.send(monitor.FrameCleaned, []byte(result)) }
+
 // SetDeadline bounds the next reads.
 func (s *Session) SetDeadline(t time.Time) error { return s.conn.SetReadDeadline(t) }
 

@@ -122,11 +122,16 @@ func normalizeCap(c string) (string, error) {
 }
 
 // capabilities computes the set: Docker's defaults, plus --cap-add, minus --cap-drop;
-// "ALL" adds or drops everything; --privileged has everything.
+// "ALL" adds or drops everything; --privileged has everything. "Everything" is what this
+// process holds: a container cannot get a capability the engine does not have (this host's
+// root lacks CAP_SYS_RESOURCE, for one).
 func capabilities(hc *HostConfig) []string {
-	all := security.KnownCaps()
-	if last := security.LastCap(); last+1 < len(all) {
-		all = all[:last+1]
+	var all []string
+	held := heldCaps()
+	for i, name := range security.KnownCaps() {
+		if i <= security.LastCap() && held&(1<<uint(i)) != 0 {
+			all = append(all, name)
+		}
 	}
 	if hc.Privileged {
 		return all
@@ -134,6 +139,13 @@ func capabilities(hc *HostConfig) []string {
 	set := map[string]bool{}
 	for _, c := range runtime.DefaultCaps {
 		set[c] = true
+	}
+	// As on Docker, --cap-drop ALL starts from nothing and --cap-add adds to that;
+	// otherwise the drops apply after the adds.
+	for _, c := range hc.CapDrop {
+		if n, _ := normalizeCap(c); n == "ALL" {
+			set = map[string]bool{}
+		}
 	}
 	for _, c := range hc.CapAdd {
 		n, _ := normalizeCap(c)
@@ -146,10 +158,7 @@ func capabilities(hc *HostConfig) []string {
 		}
 	}
 	for _, c := range hc.CapDrop {
-		n, _ := normalizeCap(c)
-		if n == "ALL" {
-			set = map[string]bool{}
-		} else {
+		if n, _ := normalizeCap(c); n != "ALL" {
 			delete(set, n)
 		}
 	}
@@ -160,6 +169,22 @@ func capabilities(hc *HostConfig) []string {
 		}
 	}
 	return out
+}
+
+// heldCaps is this process's permitted capability set.
+func heldCaps() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return ^uint64(0)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapPrm:"); ok {
+			if n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return ^uint64(0)
 }
 
 var ulimitNames = map[string]string{
@@ -269,6 +294,11 @@ func (e *Engine) buildSpec(c *Container, in specInputs) (*specs.Spec, error) {
 		if hc.ReadonlyRootfs {
 			opts = append(opts, "ro")
 		}
+		if c.UserNSMap != nil {
+			// The host's root owns these files; through an idmapped mount the
+			// container's root does.
+			opts = append(opts, "idmap")
+		}
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: in.Files[dst], Options: opts})
 	}
 	for _, m := range c.Mounts {
@@ -284,6 +314,11 @@ func (e *Engine) buildSpec(c *Container, in specInputs) (*specs.Spec, error) {
 			opts = append(opts, prop)
 			if !m.RW {
 				opts = append(opts, "ro")
+			}
+			if c.UserNSMap != nil {
+				// Volumes and binds are shared with the host and other containers:
+				// idmapped, root inside is root on them, as without --userns.
+				opts = append(opts, "ridmap")
 			}
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
 		}
@@ -320,7 +355,14 @@ func (e *Engine) buildSpec(c *Container, in specInputs) (*specs.Spec, error) {
 		l.GIDMappings = []specs.LinuxIDMapping{m}
 	}
 	l.Namespaces = ns
-	l.Sysctl = hc.Sysctls
+	// net.* sysctls of a namespace the engine made were written when it made it (the
+	// runtime only writes those of namespaces it creates).
+	l.Sysctl = map[string]string{}
+	for k, v := range hc.Sysctls {
+		if !(strings.HasPrefix(k, "net.") && in.NetnsPath != "") {
+			l.Sysctl[k] = v
+		}
+	}
 
 	res := l.Resources
 	if hc.Memory > 0 {

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,7 +11,10 @@ import (
 	"strings"
 	"time"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-containers/berth/internal/image/archive"
 )
 
 // Named volumes live in <root>/volumes/<name>/_data (Docker's layout), with their record
@@ -259,4 +263,38 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return total
+}
+
+// populateVolumes copies what the image has at a volume's mount point into the volume when
+// the volume is empty, as Docker does, so that an image's VOLUME starts with the image's
+// files. The path is resolved inside the rootfs, whatever symlinks the image has.
+func populateVolumes(c *Container, rootfs string) error {
+	for _, m := range c.Mounts {
+		if m.Type != "volume" || strings.Contains(m.Mode, "nocopy") {
+			continue
+		}
+		ents, err := os.ReadDir(m.Source)
+		if err != nil || len(ents) > 0 {
+			continue
+		}
+		src, err := securejoin.SecureJoin(rootfs, m.Destination)
+		if err != nil {
+			continue
+		}
+		st, err := os.Lstat(src)
+		if err != nil || !st.IsDir() {
+			continue
+		}
+		if inner, err := os.ReadDir(src); err != nil || len(inner) == 0 {
+			continue
+		}
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(archive.Tar(pw, src, archive.TarOptions{})) }()
+		_, err = archive.Unpack(pr, m.Source)
+		pr.CloseWithError(io.ErrClosedPipe)
+		if err != nil {
+			return fmt.Errorf("copy %s of the image into volume %s: %w", m.Destination, m.Name, err)
+		}
+	}
+	return nil
 }

@@ -116,6 +116,9 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Searchable by others, as /var/lib is: a container's remapped root (--userns) must
+	// reach its rootfs under the engine root.
+	os.Chmod(base, 0o711)
 	h := &harness{t: t, root: filepath.Join(base, "root"), runtimeRoot: filepath.Join(base, "run")}
 	h.env = []string{"BERTH_ROOT=" + h.root, "BERTH_RUNTIME_ROOT=" + h.runtimeRoot}
 	t.Cleanup(func() { h.cleanup(base) })

@@ -444,3 +444,60 @@ func TestErrors(t *testing.T) {
 		t.Errorf("containers after the failures: %v", out)
 	}
 }
+
+// logs: -f follows until the container stops, --tail, -t, --since; the json-file log is
+// rotated by size and logs reads across the rotated files.
+func TestLogs(t *testing.T) {
+	h := newHarness(t)
+	h.ok("run", "-d", "--name", "talker", "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done")
+	cmd := h.cmd("logs", "-f", "talker")
+	var out strings.Builder
+	cmd.Stdout = &out
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("logs -f: %v", err)
+	}
+	if out.String() != "line 1\nline 2\nline 3\nline 4\nline 5\n" {
+		t.Errorf("logs -f: %q", out.String())
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("logs -f returned after %v, before the container finished", d)
+	}
+	if got := h.ok("logs", "--tail", "2", "talker"); got != "line 4\nline 5\n" {
+		t.Errorf("logs --tail 2: %q", got)
+	}
+	if got := h.ok("logs", "-t", "--tail", "1", "talker"); !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z line 5\n$`).MatchString(got) {
+		t.Errorf("logs -t: %q", got)
+	}
+	if got := h.ok("logs", "--since", "1h", "talker"); strings.Count(got, "line") != 5 {
+		t.Errorf("logs --since 1h: %q", got)
+	}
+	if got := h.ok("logs", "--since", time.Now().Add(time.Hour).Format(time.RFC3339), "talker"); got != "" {
+		t.Errorf("logs --since the future: %q", got)
+	}
+	// Rotation: 2 files of at most 1 KiB; the oldest lines are gone, the newest are read
+	// from both files.
+	h.ok("run", "--name", "chatty", "--log-opt", "max-size=1k", "--log-opt", "max-file=2", "busybox", "sh", "-c", "for i in $(seq 1 100); do echo entry $i; done")
+	dir := filepath.Dir(h.inspect("chatty", "{{.LogPath}}"))
+	files, _ := filepath.Glob(filepath.Join(dir, "*-json.log*"))
+	if len(files) != 2 {
+		t.Errorf("log files after rotation: %v", files)
+	}
+	for _, f := range files {
+		if fi, err := os.Stat(f); err != nil || fi.Size() > 1024 {
+			t.Errorf("%s: %v bytes, over max-size", f, fi.Size())
+		}
+	}
+	got := strings.Split(strings.TrimSpace(h.ok("logs", "chatty")), "\n")
+	if len(got) < 10 || got[len(got)-1] != "entry 100" || got[0] == "entry 1" {
+		t.Errorf("logs across rotated files: %d lines, first %q last %q", len(got), got[0], got[len(got)-1])
+	}
+	for i := 1; i < len(got); i++ {
+		var a, b int
+		fmt.Sscanf(got[i-1], "entry %d", &a)
+		fmt.Sscanf(got[i], "entry %d", &b)
+		if b != a+1 {
+			t.Errorf("logs across rotated files: %q follows %q", got[i], got[i-1])
+		}
+	}
+}

@@ -14,12 +14,18 @@ const (
 	FrameStarted    = 's' // payload: the init's pid in decimal
 	FrameStartError = 'E' // payload: "CODE message", CODE being Docker's 125, 126 or 127
 	FrameExit       = 'x' // payload: the exit code in decimal; sent once cleanup is done
+	// FrameExited offers the cleanup of a run to a client that said WantCleanup (a
+	// foreground `run`, already loaded and waiting): payload the exit code. The client
+	// answers FrameCleaned when it has done what the exit helper would have, or goes away,
+	// and the monitor then runs the helper itself.
+	FrameExited = 'X'
 
 	// Client to monitor.
 	FrameHello      = 'h' // payload: one byte of Want flags; must come first
 	FrameStdin      = 'i'
 	FrameCloseStdin = 'c' // the client's input ended: close the container's stdin
 	FrameResize     = 'w' // payload: rows and columns, 2 bytes each, big-endian
+	FrameCleaned    = 'C' // payload: what the exit helper would have printed
 )
 
 // Want flags of the hello frame: which streams the client wants.
@@ -27,6 +33,7 @@ const (
 	WantStdout = 1 << iota
 	WantStderr
 	WantStdin
+	WantCleanup
 )
 
 // HeaderSize is the length of a frame header; MaxFrame bounds a payload.

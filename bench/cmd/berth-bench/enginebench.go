@@ -121,6 +121,19 @@ func newEngineBench(cfg *config) (*engineBench, error) {
 	return b, os.RemoveAll(imgDir)
 }
 
+// startedIDs are the ids of the containers this run started: close removes only their
+// cgroups (and parents this run made), never another user's that appeared meanwhile.
+var startedIDs = map[string]bool{}
+
+func ownCgroup(dir string) bool {
+	for id := range startedIDs {
+		if strings.Contains(filepath.Base(dir), id) {
+			return true
+		}
+	}
+	return false
+}
+
 // engineCgroupDirs lists the directories under the engines' parent cgroups, two levels
 // deep, in every v1 hierarchy.
 func engineCgroupDirs() []string {
@@ -162,8 +175,12 @@ func (b *engineBench) close() error {
 	dirs := engineCgroupDirs()
 	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
 	for _, d := range dirs {
-		if !b.cgroups[d] {
-			if err := unix.Rmdir(d); err != nil && err != unix.ENOENT {
+		parent := false
+		for _, p := range engineParents {
+			parent = parent || strings.HasSuffix(d, "/"+p)
+		}
+		if !b.cgroups[d] && (ownCgroup(d) || parent) {
+			if err := unix.Rmdir(d); err != nil && err != unix.ENOENT && !(parent && err == unix.EBUSY) {
 				errs = append(errs, fmt.Sprintf("cgroup left: rmdir %s: %v", d, err))
 			}
 		}
@@ -347,6 +364,7 @@ func (b *engineBench) densityOne(cfg *config, e engine) (*densityResult, error) 
 		}
 		names = append(names, name)
 		ids[strings.TrimSpace(out)] = true
+		startedIDs[strings.TrimSpace(out)] = true
 		r.start = append(r.start, smp)
 		if (i+1)%50 == 0 {
 			fmt.Fprintf(os.Stderr, "berth-bench: section 3: %s: %d/%d containers\n", e.name(), i+1, cfg.density)

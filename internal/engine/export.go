@@ -1,0 +1,17 @@
+package engine
+
+import "io"
+
+// Export writes a container's filesystem (its image with its changes, not its volumes) to w
+// as a tar stream, as `docker export` does.
+func (e *Engine) Export(ref string, w io.Writer) error {
+	info, err := e.Inspect(ref)
+	if err != nil {
+		return err
+	}
+	sn, err := e.snapshotter()
+	if err != nil {
+		return err
+	}
+	return sn.Export(info.Container.ID, w)
+}

@@ -302,7 +302,7 @@ func (e *Engine) setupNetwork(l *lockedDir, c *Container, st *State, in *specInp
 			return nil, err
 		}
 		a.NetnsPath = path
-		in.NetnsPath = path
+		in.NetnsPath, in.OwnNetns = path, true
 	}
 	if mode == network.ModeBridge {
 		ports, err := portMappings(c)

@@ -29,7 +29,9 @@ type specInputs struct {
 	// NetnsPath is a network namespace to join (--network container:NAME); HostNet shares
 	// the host's.
 	NetnsPath string
-	HostNet   bool
+	// OwnNetns says the engine made that network namespace for this container alone.
+	OwnNetns bool
+	HostNet  bool
 	// Files maps a container path (/etc/hosts, ...) to the host file bind-mounted there.
 	Files map[string]string
 	// Hostname overrides Config.Hostname (the container whose network is shared).
@@ -355,6 +357,10 @@ func (e *Engine) buildSpec(c *Container, in specInputs) (*specs.Spec, error) {
 		l.GIDMappings = []specs.LinuxIDMapping{m}
 	}
 	l.Namespaces = ns
+	if in.OwnNetns {
+		// Joined by path, but the container's own: `berth ns` attributes it.
+		s.Annotations[runtime.AnnotationOwnedNamespaces] = string(specs.NetworkNamespace)
+	}
 	// net.* sysctls of a namespace the engine made were written when it made it (the
 	// runtime only writes those of namespaces it creates).
 	l.Sysctl = map[string]string{}

@@ -169,7 +169,12 @@ type berthRecord struct {
 	} `json:"namespaces"`
 	CgroupPaths map[string]string `json:"cgroupPaths"`
 	Runtime     string            `json:"runtime"`
+	Annotations map[string]string `json:"annotations"`
 }
+
+// ownedAnnotation is runtime.AnnotationOwnedNamespaces (not imported: nsview reads the
+// records of several runtimes and depends on none of them).
+const ownedAnnotation = "org.berth.namespaces.owned"
 
 // flexUint accepts a number or a string holding one: runc wrote init_process_start as a
 // string in old releases.
@@ -296,6 +301,13 @@ func readContainer(format StateFormat, runtime, dir string) (*Container, error) 
 		for _, n := range r.Namespaces {
 			if err := addCreated(n.Type, n.Path); err != nil {
 				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+		}
+		if owned := r.Annotations[ownedAnnotation]; owned != "" {
+			for _, typ := range strings.Split(owned, ",") {
+				if err := addCreated(strings.TrimSpace(typ), ""); err != nil {
+					return nil, fmt.Errorf("%s: annotation %s: %w", path, ownedAnnotation, err)
+				}
 			}
 		}
 	case FormatRunc:

@@ -31,6 +31,11 @@ type State struct {
 	Owner       string            `json:"owner"`
 }
 
+// AnnotationOwnedNamespaces lists (comma-separated OCI types) namespaces that a container
+// joins by path but that were made for it alone, such as the network namespace the engine
+// prepares; `berth ns` attributes them to the container like the ones it creates.
+const AnnotationOwnedNamespaces = "org.berth.namespaces.owned"
+
 // Record is the on-disk record of one container, <root>/<id>/state.json. It is written
 // atomically (temporary file, fsync-free rename) under the container's lock. Readers outside
 // this package (berth ns, the engine) may rely on the fields below; new fields are only added.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"archive/tar"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -57,5 +58,33 @@ func TestExport(t *testing.T) {
 	}
 	if r := h.run("export", "nosuch"); r.code == 0 || !strings.Contains(r.stderr, "nosuch") {
 		t.Errorf("export of a missing container: %s", r)
+	}
+}
+
+// berth ns attributes an engine container's namespaces to it by name, the network
+// namespace the engine made for it included.
+func TestNamespaceViewNamesEngineContainers(t *testing.T) {
+	h := newHarness(t)
+	h.ok("run", "-d", "--name", "viewed", "--network", "none", "busybox", "sleep", "1000")
+	var doc struct {
+		Namespaces []struct {
+			Type      string `json:"type"`
+			Container string `json:"container"`
+		} `json:"namespaces"`
+	}
+	out := h.ok("ns", "-J", "-o", "NS,TYPE,CONTAINER")
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("berth ns -J: %v", err)
+	}
+	owned := map[string]bool{}
+	for _, n := range doc.Namespaces {
+		if strings.HasPrefix(n.Container, "viewed (") {
+			owned[n.Type] = true
+		}
+	}
+	for _, typ := range []string{"mnt", "uts", "ipc", "pid", "net"} {
+		if !owned[typ] {
+			t.Errorf("berth ns does not attribute the %s namespace to the container by name (it attributes %v)", typ, owned)
+		}
 	}
 }

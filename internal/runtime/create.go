@@ -315,7 +315,7 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 			return 0, fmt.Errorf("wait for init's first stage: %w", err)
 		}
 	}
-	_, start, err := procStat(pid)
+	_, start, err := ProcStat(pid)
 	if err != nil {
 		return 0, fmt.Errorf("init %d vanished: %w", pid, err)
 	}

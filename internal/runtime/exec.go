@@ -66,7 +66,7 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 		}
 		plan.Join = append(plan.Join, namespaces.JoinTarget{Type: t, Path: fmt.Sprintf("/proc/%d/ns/%s", rec.Pid, t.Proc)})
 	}
-	if !alive(rec.Pid, rec.InitStartTime) {
+	if !Alive(rec.Pid, rec.InitStartTime) {
 		return -1, fmt.Errorf("container %s: its init exited while exec was starting", id)
 	}
 	filter, err := compileSeccomp(spec.Linux.Seccomp)

@@ -19,7 +19,7 @@ func (r *Runtime) status(h *handle, rec *Record) Status {
 	if rec.Creating {
 		return StatusCreating
 	}
-	if !alive(rec.Pid, rec.InitStartTime) {
+	if !Alive(rec.Pid, rec.InitStartTime) {
 		return StatusStopped
 	}
 	if initWaiting(h) {

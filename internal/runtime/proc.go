@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// procStat reads the state letter and start time (field 22) of /proc/<pid>/stat.
-func procStat(pid int) (state byte, start uint64, err error) {
+// ProcStat reads the state letter and start time (field 22) of /proc/<pid>/stat.
+func ProcStat(pid int) (state byte, start uint64, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, 0, err
@@ -32,13 +32,14 @@ func procStat(pid int) (state byte, start uint64, err error) {
 	return f[0][0], start, nil
 }
 
-// alive tells whether pid is still the process that started at start, and not a zombie.
-func alive(pid int, start uint64) bool {
+// Alive tells whether pid is still the process that started at start (any, when start is
+// 0), and not a zombie.
+func Alive(pid int, start uint64) bool {
 	if pid <= 0 {
 		return false
 	}
-	st, s, err := procStat(pid)
-	return err == nil && s == start && st != 'Z' && st != 'X'
+	st, s, err := ProcStat(pid)
+	return err == nil && (start == 0 || s == start) && st != 'Z' && st != 'X'
 }
 
 // pidfd opens a pidfd for the container's init and checks it is still the same process, so
@@ -48,7 +49,7 @@ func pidfd(pid int, start uint64) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	if !alive(pid, start) {
+	if !Alive(pid, start) {
 		unix.Close(fd)
 		return -1, unix.ESRCH
 	}

@@ -47,11 +47,7 @@ func (e *Engine) withRoot(ref string, fn func(root *os.File) error) error {
 		return err
 	}
 	defer l.unlock()
-	c, err := l.readContainer()
-	if err != nil {
-		return err
-	}
-	st, err := l.readState()
+	c, st, err := l.read()
 	if err != nil {
 		return err
 	}

@@ -105,11 +105,7 @@ func (e *Engine) helperStart(id string, restart bool, stdio [3]*os.File) (pid in
 		return 0, false, err
 	}
 	defer l.unlock()
-	c, err := l.readContainer()
-	if err != nil {
-		return 0, false, err
-	}
-	st, err := l.readState()
+	c, st, err := l.read()
 	if err != nil {
 		return 0, false, err
 	}
@@ -565,11 +561,7 @@ func (e *Engine) helperExited(id string) (string, error) {
 		return "", err
 	}
 	defer l.unlock()
-	c, err := l.readContainer()
-	if err != nil {
-		return "", err
-	}
-	st, err := l.readState()
+	c, st, err := l.read()
 	if err != nil {
 		return "", err
 	}

@@ -182,11 +182,7 @@ func (e *Engine) Kill(ref string, sig unix.Signal) error {
 		return err
 	}
 	defer l.unlock()
-	c, err := l.readContainer()
-	if err != nil {
-		return err
-	}
-	st, err := l.readState()
+	c, st, err := l.read()
 	if err != nil {
 		return err
 	}
@@ -427,11 +423,7 @@ func (e *Engine) Remove(ref string, force, volumes bool) error {
 		return err
 	}
 	defer l.unlock()
-	c, err := l.readContainer()
-	if err != nil {
-		return err
-	}
-	st, err := l.readState()
+	c, st, err := l.read()
 	if err != nil {
 		return err
 	}
@@ -535,11 +527,7 @@ func (e *Engine) freeze(ref string, freeze bool) error {
 		return err
 	}
 	defer l.unlock()
-	c, err := l.readContainer()
-	if err != nil {
-		return err
-	}
-	st, err := l.readState()
+	c, st, err := l.read()
 	if err != nil {
 		return err
 	}

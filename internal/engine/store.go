@@ -337,6 +337,19 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	return nil
 }
 
+// read returns the container's record and its state.
+func (l *lockedDir) read() (*Container, *State, error) {
+	c, err := l.readContainer()
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := l.readState()
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, st, nil
+}
+
 func (l *lockedDir) readContainer() (*Container, error) {
 	c := &Container{}
 	if err := readJSON(l.path(recordFile), c); err != nil {

@@ -696,13 +696,8 @@ func newContainerPruneCmd() *cobra.Command {
 		Short: "Remove all stopped containers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !force && image.IsTerminal(os.Stdin) {
-				fmt.Print("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ")
-				var answer string
-				fmt.Scanln(&answer)
-				if a := strings.ToLower(answer); a != "y" && a != "yes" {
-					return nil
-				}
+			if !confirm(force, "WARNING! This will remove all stopped containers.") {
+				return nil
 			}
 			e, err := openEngine()
 			if err != nil {

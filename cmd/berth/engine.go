@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-containers/berth/internal/engine"
+	"github.com/berth-containers/berth/internal/image"
 	"github.com/berth-containers/berth/internal/nsview"
 )
 
@@ -93,4 +95,16 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// confirm asks Docker's prune question after warning, and reads the answer. Without a
+// terminal on stdin, or with --force, the answer is yes, as with Docker.
+func confirm(force bool, warning string) bool {
+	if force || !image.IsTerminal(os.Stdin) {
+		return true
+	}
+	fmt.Print(warning + "\nAre you sure you want to continue? [y/N] ")
+	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	a := strings.ToLower(strings.TrimSpace(line))
+	return a == "y" || a == "yes"
 }

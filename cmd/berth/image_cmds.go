@@ -351,16 +351,12 @@ func newPruneCmd() *cobra.Command {
 		Short: "Remove unused images",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !force && image.IsTerminal(os.Stdin) {
-				what := "all dangling images"
-				if all {
-					what = "all images without at least one container associated to them"
-				}
-				fmt.Printf("WARNING! This will remove %s.\nAre you sure you want to continue? [y/N] ", what)
-				line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
-				if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-					return nil
-				}
+			what := "all dangling images"
+			if all {
+				what = "all images without at least one container associated to them"
+			}
+			if !confirm(force, "WARNING! This will remove "+what+".") {
+				return nil
 			}
 			s, err := openStore()
 			if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	goruntime "runtime"
 	"strings"
 
@@ -64,22 +63,17 @@ func registerSystemCommands() {
 		Short: "Remove unused data",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !force && image.IsTerminal(os.Stdin) {
-				fmt.Println("WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container")
-				if volumes {
-					fmt.Println("  - all anonymous volumes not used by at least one container")
-				}
-				if all {
-					fmt.Println("  - all images without at least one container associated to them")
-				} else {
-					fmt.Println("  - all dangling images")
-				}
-				fmt.Print("\nAre you sure you want to continue? [y/N] ")
-				var answer string
-				fmt.Scanln(&answer)
-				if a := strings.ToLower(answer); a != "y" && a != "yes" {
-					return nil
-				}
+			warning := "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n"
+			if volumes {
+				warning += "  - all anonymous volumes not used by at least one container\n"
+			}
+			if all {
+				warning += "  - all images without at least one container associated to them\n"
+			} else {
+				warning += "  - all dangling images\n"
+			}
+			if !confirm(force, warning) {
+				return nil
 			}
 			e, err := openEngine()
 			if err != nil {

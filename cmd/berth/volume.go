@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -148,13 +147,8 @@ func registerVolumeCommands() {
 		Short: "Remove unused local volumes",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !pforce && image.IsTerminal(os.Stdin) {
-				fmt.Print("WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue? [y/N] ")
-				var answer string
-				fmt.Scanln(&answer)
-				if a := strings.ToLower(answer); a != "y" && a != "yes" {
-					return nil
-				}
+			if !confirm(pforce, "WARNING! This will remove anonymous local volumes not used by at least one container.") {
+				return nil
 			}
 			e, err := openEngine()
 			if err != nil {

@@ -2,7 +2,8 @@
 // the mounts of the OCI config in order, /dev, masked and read-only paths, and the switch of
 // root with pivot_root(2) (or chroot with --no-pivot).
 //
-// Every destination is resolved inside the rootfs with filepath-securejoin and mounted through
+// Every destination is resolved inside the rootfs (openat2 with RESOLVE_IN_ROOT, and
+// filepath-securejoin where directories must be created) and mounted through
 // the /proc/self/fd/N link of an O_PATH handle, so a symlink in the image (or one swapped in
 // during setup) can never send a mount outside the rootfs: the CVE-2021-30465 class.
 package rootfs

@@ -244,7 +244,7 @@ func (p *initPlan) mount(in *planInput, m specs.Mount, what string) error {
 		if !filepath.IsAbs(src) {
 			src = filepath.Join(in.bundle, src)
 		}
-		p.bind(src, dest, opts, what)
+		p.bind(src, dest, opts, what, 0)
 		return nil
 	}
 	of := uint64(0)
@@ -260,7 +260,7 @@ func (p *initPlan) mount(in *planInput, m specs.Mount, what string) error {
 		of = ofNoSymlinks
 		if m.Type == "sysfs" && in.userNS && !in.newNet {
 			// The kernel only lets a user namespace mount sysfs for a netns it owns.
-			p.bind("/sys", dest, rootfs.MountOptions{Bind: true, Recursive: true, Flags: opts.Flags | unix.MS_RDONLY}, what)
+			p.bind("/sys", dest, rootfs.MountOptions{Bind: true, Recursive: true, Flags: opts.Flags | unix.MS_RDONLY}, what, ofNoSymlinks)
 			return nil
 		}
 	case "mqueue":
@@ -270,7 +270,7 @@ func (p *initPlan) mount(in *planInput, m specs.Mount, what string) error {
 	i := p.add(opMount, []uint64{uint64(opts.Flags), targetDir, of, 0}, []string{m.Source, dest, m.Type, opts.Data}, what)
 	if of == ofOrElseEPERM {
 		n := len(p.ops)
-		p.bind("/dev/mqueue", dest, rootfs.MountOptions{Bind: true, Flags: opts.Flags}, what+" (bind of the host's /dev/mqueue)")
+		p.bind("/dev/mqueue", dest, rootfs.MountOptions{Bind: true, Flags: opts.Flags}, what+" (bind of the host's /dev/mqueue)", 0)
 		p.ops[i].ints[3] = uint64(len(p.ops) - n)
 	}
 	p.propagate(dest, opts.Propagation, what)
@@ -278,13 +278,13 @@ func (p *initPlan) mount(in *planInput, m specs.Mount, what string) error {
 }
 
 // bind compiles a bind mount: the bind, then its flags (a bind takes them only by a
-// remount) and its propagation.
-func (p *initPlan) bind(src, dest string, opts rootfs.MountOptions, what string) {
+// remount) and its propagation. of holds the opMount flags of the bind itself.
+func (p *initPlan) bind(src, dest string, opts rootfs.MountOptions, what string, of uint64) {
 	flags := uint64(unix.MS_BIND)
 	if opts.Recursive {
 		flags |= unix.MS_REC
 	}
-	p.add(opMount, []uint64{flags, targetSrc, 0, 0}, []string{src, dest, "", ""}, what)
+	p.add(opMount, []uint64{flags, targetSrc, of, 0}, []string{src, dest, "", ""}, what)
 	if f := opts.Flags &^ unix.MS_REMOUNT; f != 0 {
 		p.add(opRemount, []uint64{uint64(f)}, []string{dest}, what)
 	}
@@ -306,11 +306,11 @@ func (p *initPlan) cgroup(in *planInput, dest string, flags uintptr, what string
 		if in.newCgroup {
 			i := p.add(opMount, []uint64{uint64(flags), targetDir, ofOrElse, 0}, []string{"cgroup2", dest, "cgroup2", ""}, what)
 			n := len(p.ops)
-			p.bind(v2, dest, rootfs.MountOptions{Bind: true, Flags: flags}, what)
+			p.bind(v2, dest, rootfs.MountOptions{Bind: true, Flags: flags}, what, 0)
 			p.ops[i].ints[3] = uint64(len(p.ops) - n)
 			return
 		}
-		p.bind(v2, dest, rootfs.MountOptions{Bind: true, Flags: flags}, what)
+		p.bind(v2, dest, rootfs.MountOptions{Bind: true, Flags: flags}, what, 0)
 		return
 	}
 	p.add(opMount, []uint64{uint64(flags &^ unix.MS_RDONLY), targetDir, 0, 0}, []string{"tmpfs", dest, "tmpfs", "mode=755"},
@@ -338,11 +338,11 @@ func (p *initPlan) cgroup(in *planInput, dest string, flags uintptr, what string
 			}
 			i := p.add(opMount, []uint64{uint64(flags), targetDir, ofOrElse, 0}, []string{typ, sub, typ, data}, hwhat)
 			n := len(p.ops)
-			p.bind(host, sub, rootfs.MountOptions{Bind: true, Flags: flags}, hwhat)
+			p.bind(host, sub, rootfs.MountOptions{Bind: true, Flags: flags}, hwhat, 0)
 			p.ops[i].ints[3] = uint64(len(p.ops) - n)
 			continue
 		}
-		p.bind(host, sub, rootfs.MountOptions{Bind: true, Flags: flags}, hwhat)
+		p.bind(host, sub, rootfs.MountOptions{Bind: true, Flags: flags}, hwhat, 0)
 	}
 	if flags&unix.MS_RDONLY != 0 {
 		p.add(opRemount, []uint64{uint64(flags)}, []string{dest}, what)
@@ -361,7 +361,7 @@ func (p *initPlan) device(in *planInput, d specs.LinuxDevice, what string) error
 		return fmt.Errorf("unknown device type %q (c, b, u or p)", d.Type)
 	}
 	if in.userNS {
-		p.bind(path, path, rootfs.MountOptions{Bind: true}, what+": in a user namespace devices are bind-mounted from the host")
+		p.bind(path, path, rootfs.MountOptions{Bind: true}, what+": in a user namespace devices are bind-mounted from the host", 0)
 		return nil
 	}
 	mode := uint32(0o666)

@@ -163,6 +163,15 @@ func compileInitPlan(in *planInput) (*initPlan, string, error) {
 	if err := p.process(in, proc); err != nil {
 		return nil, "", err
 	}
+	// The C init takes strings NUL-terminated: one with a NUL inside would be cut short
+	// there, where the Go init's syscalls refuse it (EINVAL). Refuse it here.
+	for _, o := range p.ops {
+		for _, s := range o.strs {
+			if o.code != opSeccomp && strings.IndexByte(s, 0) >= 0 {
+				return nil, "", fmt.Errorf("%s: %q contains a NUL byte", o.what, s)
+			}
+		}
+	}
 	return p, "", nil
 }
 

@@ -136,6 +136,7 @@ func TestPlanCompileErrors(t *testing.T) {
 		"device path":  {func(s *specs.Spec, _ *planInput) { s.Linux.Devices = []specs.LinuxDevice{{Path: "/etc/x", Type: "c"}} }, "linux.devices[0] /etc/x: device path"},
 		"device type":  {func(s *specs.Spec, _ *planInput) { s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/x", Type: "z"}} }, `unknown device type "z"`},
 		"personality":  {func(s *specs.Spec, _ *planInput) { s.Linux.Personality = &specs.LinuxPersonality{Domain: "BSD"} }, "linux.personality.domain"},
+		"NUL":          {func(s *specs.Spec, _ *planInput) { s.Process.Env = append(s.Process.Env, "A=b\x00c") }, "NUL byte"},
 		"capabilities": {func(s *specs.Spec, _ *planInput) { s.Process.Capabilities.Effective = []string{"CAP_BOGUS"} }, "process.capabilities.effective"},
 	} {
 		_, _, err := compileInitPlan(testPlanInput(t, c.mod))

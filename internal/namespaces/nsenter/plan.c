@@ -909,6 +909,9 @@ static struct op *decode(char *msg, uint32_t total, uint32_t *nops)
 			/* Each string is followed by a NUL that is not counted in its length. */
 			if (sl > end - p - 1 || msg[p + sl] != '\0')
 				fail(EINVAL, "plan: operation %u has a bad string", o->code);
+			/* Only the seccomp program is binary; a path cut short by a NUL is refused. */
+			if (o->code != OP_SECCOMP && memchr(msg + p, '\0', sl) != NULL)
+				fail(EINVAL, "plan: operation %u has a string with a NUL byte", o->code);
 			o->strs[i] = msg + p;
 			o->lens[i] = sl;
 			p += sl + 1;

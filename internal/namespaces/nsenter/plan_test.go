@@ -181,6 +181,7 @@ func TestPlanRefusesMalformedFrames(t *testing.T) {
 			binary.NativeEndian.PutUint32(b[len(b)-6:], 50)
 			return b
 		}(),
+		"NUL in a path": encode([]op{{opChdir, []uint64{0}, []string{"/tmp\x00/../etc"}}}),
 		"too many strings": func() []byte {
 			b := bytes.Clone(good)
 			binary.NativeEndian.PutUint32(b[16:], 1<<30)

@@ -77,21 +77,75 @@ func TestCInitAndForcedGoInit(t *testing.T) {
 		waitFor(t, c.id+" to exit", func() bool { return gone(pid) })
 		r.mustOK("delete", c.id)
 	}
-	// Both inits give the program the same world.
-	outs := map[string]string{}
-	for _, ann := range []string{"", "go"} {
-		id := "same-" + ann
-		r.allowGoInit("same-go")
-		b := newBundle(t, `echo host=$(hostname) uid=$(id -u) cwd=$(pwd) umask=$(umask); grep -E '^(CapEff|CapBnd|CapPrm|CapInh|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status | tr -d '\t'; ls -l /dev | awk '{print $1, $NF}'; grep -v ' / ' /proc/self/mounts | cut -d' ' -f2-4; ulimit -n; ls /proc/self/fd`)
-		b.Spec.Hostname = "same"
-		b.Spec.Process.Cwd = "/tmp"
-		if ann != "" {
-			b.Spec.Annotations = map[string]string{"org.berth.init": ann}
+}
+
+// For specs of every kind the tests use (plain, Docker-like, user namespace without a
+// network namespace of its own, so sysfs is bound from the host), the C init and the Go init give the program the
+// same world: mounts, devices, ids, capabilities, limits, descriptors.
+func TestCInitSameWorldAsGoInit(t *testing.T) {
+	r := newRT(t)
+	script := `echo host=$(hostname) domain=$(cat /proc/sys/kernel/domainname) uid=$(id -u) groups=$(id -G) cwd=$(pwd) umask=$(umask)
+grep -E '^(CapEff|CapBnd|CapPrm|CapInh|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status | tr -d '\t'
+ls -ln /dev | awk '{print $1, $3, $4, $5, $6, $NF}'
+grep -v ' / ' /proc/self/mounts | cut -d' ' -f1-4
+ulimit -n; ulimit -s; ls /proc/self/fd; cat /proc/self/oom_score_adj; touch /ro/x 2>&1 | head -c 40; echo`
+	for name, mod := range map[string]func(t *testing.T, b *bundle){
+		"plain": func(t *testing.T, b *bundle) {},
+		"docker-like": func(t *testing.T, b *bundle) {
+			host := t.TempDir()
+			os.WriteFile(filepath.Join(host, "f"), []byte("x"), 0o644)
+			b.Spec.Root.Readonly = true
+			b.Spec.Domainname = "example.org"
+			b.Spec.Process.User = specs.User{UID: 65534, GID: 65534, AdditionalGids: []uint32{5, 7}, Umask: func() *uint32 { u := uint32(0o027); return &u }()}
+			b.Spec.Process.Cwd = "/tmp"
+			b.Spec.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 512, Hard: 1024}, {Type: "RLIMIT_STACK", Soft: 4 << 20, Hard: 8 << 20}}
+			adj := 300
+			b.Spec.Process.OOMScoreAdj = &adj
+			b.Spec.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1"}
+			b.Spec.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229,
+				FileMode: func() *os.FileMode { m := os.FileMode(0o640); return &m }(), UID: func() *uint32 { u := uint32(5); return &u }()}}
+			b.Spec.Mounts = append(b.Spec.Mounts,
+				specs.Mount{Destination: "/ro", Type: "bind", Source: host, Options: []string{"rbind", "ro", "rprivate"}},
+				specs.Mount{Destination: "/ro/f", Type: "bind", Source: filepath.Join(host, "f"), Options: []string{"bind", "ro"}},
+				specs.Mount{Destination: "/run", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=755", "size=1m"}},
+				specs.Mount{Destination: "/rel", Type: "bind", Source: "rootfs/etc", Options: []string{"bind"}})
+		},
+		"userns": func(t *testing.T, b *bundle) {
+			var ns []specs.LinuxNamespace
+			for _, n := range b.Spec.Linux.Namespaces {
+				if n.Type != specs.NetworkNamespace {
+					ns = append(ns, n)
+				}
+			}
+			b.Spec.Linux.Namespaces = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace})
+			b.Spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+			b.Spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+			b.Spec.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}}
+			chownTree(t, b.rootfs(), 100000)
+		},
+	} {
+		outs := map[string]string{}
+		for _, ann := range []string{"", "go"} {
+			id := name + "-" + ann
+			r.allowGoInit(name + "-go")
+			b := newBundle(t, script)
+			b.Spec.Hostname = "same"
+			os.MkdirAll(filepath.Join(b.rootfs(), "ro"), 0o755)
+			mod(t, b)
+			if ann != "" {
+				b.Spec.Annotations = map[string]string{"org.berth.init": ann}
+			}
+			// The bundle's path is in the mounts' sources: compare without it.
+			outs[ann] = strings.ReplaceAll(r.mustRun(b, id), b.Dir, "<bundle>")
+			if how := r.lastInit(id); strings.HasPrefix(how, "go:") != (ann == "go") {
+				t.Errorf("%s: init %q", id, how)
+			}
 		}
-		outs[ann] = r.mustRun(b, id)
-	}
-	if outs[""] != outs["go"] {
-		t.Errorf("the C init and the Go init set the container up differently:\nC:\n%s\nGo:\n%s", outs[""], outs["go"])
+		if outs[""] != outs["go"] {
+			t.Errorf("%s: the C init and the Go init set the container up differently:\nC:\n%s\nGo:\n%s", name, outs[""], outs["go"])
+		} else {
+			t.Logf("%s: both inits:\n%s", name, outs[""])
+		}
 	}
 }
 

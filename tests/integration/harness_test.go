@@ -117,7 +117,7 @@ type bundle struct {
 }
 
 // newBundle makes a bundle whose process runs busybox sh -c script.
-func newBundle(t *testing.T, script string) *bundle {
+func newBundle(t testing.TB, script string) *bundle {
 	t.Helper()
 	dir := t.TempDir()
 	// A user-namespaced container's root needs to reach its rootfs through these.
@@ -153,7 +153,7 @@ func newBundle(t *testing.T, script string) *bundle {
 	return &bundle{Dir: dir, Spec: spec}
 }
 
-func (b *bundle) save(t *testing.T) {
+func (b *bundle) save(t testing.TB) {
 	t.Helper()
 	data, err := json.MarshalIndent(b.Spec, "", " ")
 	if err != nil {

@@ -230,6 +230,8 @@ static int dir_in_root(const char *path)
 	}
 	if (fd != -ENOENT)
 		fail(-fd, "openat2 %s in the rootfs", path);
+	if (path[0] != '/')
+		fail(EINVAL, "%s is not an absolute path", path);
 	if (len >= sizeof(buf))
 		fail(ENAMETOOLONG, "%s", path);
 	memcpy(buf, path, len + 1);
@@ -272,8 +274,11 @@ static int dir_in_root(const char *path)
 static void split(const char *path, char *dir, size_t dirlen, const char **base)
 {
 	const char *slash = strrchr(path, '/');
-	size_t n = (size_t)(slash - path);
+	size_t n;
 
+	if (path[0] != '/' || slash == NULL)
+		fail(EINVAL, "%s is not an absolute path", path);
+	n = (size_t)(slash - path);
 	if (n == 0)
 		n = 1; /* the parent of /x is / */
 	if (n >= dirlen)

@@ -104,6 +104,14 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
+	ip, why, err := compileInitPlan(&planInput{id: id, bundle: bundle, rootfs: rootfsPath(spec, bundle), spec: spec,
+		noPivot: o.NoPivot, noNewKeyring: o.NoNewKeyring, consoleSocket: o.ConsoleSocket, preserveFDs: o.PreserveFDs,
+		userNS: plan.Has(specs.UserNamespace), newNet: plan.Create&unix.CLONE_NEWNET != 0,
+		newCgroup: plan.Create&unix.CLONE_NEWCGROUP != 0, cgroupPaths: cg.Paths(), seccomp: filter})
+	if err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	noteInit(r.Root, id, why)
 	rec := &Record{
 		ID:          id,
 		Bundle:      bundle,
@@ -122,7 +130,7 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 	if err != nil {
 		return err
 	}
-	c := &creation{r: r, h: h, rec: rec, spec: spec, plan: plan, cg: cg, opts: o, seccomp: filter}
+	c := &creation{r: r, h: h, rec: rec, spec: spec, plan: plan, cg: cg, opts: o, seccomp: filter, initPlan: ip}
 	defer func() {
 		if c.sock != nil {
 			c.sock.Close()
@@ -150,6 +158,8 @@ type creation struct {
 	fifo     *os.File
 	idmapped map[int]*os.File
 	seccomp  *seccompProgram
+	// initPlan is the setup the C init executes; nil runs the Go init (InitMain).
+	initPlan *initPlan
 }
 
 func (c *creation) run() error {
@@ -188,7 +198,12 @@ func (c *creation) run() error {
 		return err
 	}
 	var reply initReply
-	for {
+	if c.initPlan != nil {
+		if reply.Warnings, err = c.initPlan.awaitReady(c.sock); err != nil {
+			return err
+		}
+	}
+	for c.initPlan == nil { // the Go init's replies
 		reply = initReply{}
 		fds, err := readFrameFDs(c.sock, &reply)
 		if err != nil {
@@ -302,7 +317,11 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 			return 0, fmt.Errorf("cgroup: %w", err)
 		}
 	}
-	if _, err := c.sock.Write(c.plan.Bootstrap()); err != nil {
+	boot := c.plan.Bootstrap()
+	if c.initPlan != nil {
+		boot = withPlanRecord(boot)
+	}
+	if _, err := c.sock.Write(boot); err != nil {
 		return 0, c.childFailed(fmt.Errorf("send namespace plan to init: %w", err))
 	}
 	pid, err := c.namespaceStage()
@@ -348,7 +367,11 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 			return 0, err
 		}
 	}
-	if err := writeFrame(c.sock, ic); err != nil {
+	if c.initPlan != nil {
+		if _, err := c.sock.Write(c.initPlan.encode(ic.FifoFD)); err != nil {
+			return 0, fmt.Errorf("send the setup plan to init: %w", err)
+		}
+	} else if err := writeFrame(c.sock, ic); err != nil {
 		return 0, fmt.Errorf("send configuration to init: %w", err)
 	}
 	return pid, nil

@@ -25,7 +25,9 @@ import (
 func IsInit() bool { return os.Getenv("_BERTH_INITPIPE") != "" }
 
 // InitMain is the Go half of a container's init. The binary's main calls it first thing
-// when IsInit is true. It never returns: it execs the user's program or exits.
+// when IsInit is true. It never returns: it execs the user's program or exits. A container
+// whose setup the C init runs as a plan (plan.go) never gets here; InitMain serves exec and
+// the configurations planFallback names.
 func InitMain() {
 	goruntime.LockOSThread()
 	fd, err := strconv.Atoi(os.Getenv("_BERTH_INITPIPE"))

@@ -4,9 +4,11 @@
 //
 // A container's first process is this same binary, started with _BERTH_INITPIPE naming a
 // socket. The C stage in package nsenter joins and creates its namespaces before the Go
-// runtime starts; InitMain then builds the rootfs, reports ready over the socket, and
-// blocks reading the state directory's exec.fifo (opened read-write, so it never sees end
-// of file). `start` writes one byte into that fifo and the init execs the user's program.
+// runtime starts; then, in the common case, it executes the plan the parent compiled
+// (plan.go, docs/init.md), so no Go runtime starts in the container; otherwise InitMain
+// builds the rootfs. Either reports ready over the socket and blocks reading the state
+// directory's exec.fifo (opened read-write, so it never sees end of file). `start` writes
+// one byte into that fifo and the init execs the user's program.
 package runtime
 
 import (

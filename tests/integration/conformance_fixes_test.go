@@ -146,6 +146,7 @@ func TestPoststartHookRunsAfterTheProgramIsExecuted(t *testing.T) {
 			`pid=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p'); cat /proc/$pid/comm > ` + log}}},
 	}
 	b.save(t)
+	r.allowGoInit("poststart-after-exec") // its startContainer hook runs in the container
 	r.mustOK("create", "-b", b.Dir, "poststart-after-exec")
 	r.mustOK("start", "poststart-after-exec")
 	if got, _ := os.ReadFile(log); strings.TrimSpace(string(got)) != "sleep" {

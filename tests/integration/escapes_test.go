@@ -106,6 +106,7 @@ func TestLandlockAnnotation(t *testing.T) {
 	r := newRT(t)
 	b := newBundle(t, `echo a > /tmp/ok && echo tmp=written; echo b > /root/no 2>/dev/null && echo root=written || echo root=denied; cat /etc/passwd >/dev/null && echo read=ok`)
 	b.Spec.Annotations = map[string]string{"org.berth.landlock": `{"readOnly": ["/"], "readWrite": ["/tmp", "/dev"]}`}
+	r.allowGoInit("landlock") // landlock is applied by the Go init
 	out := lines(r.mustRun(b, "landlock"))
 	if out["tmp"] != "written" || out["root"] != "denied" || out["read"] != "ok" {
 		t.Errorf("under landlock: %v", out)

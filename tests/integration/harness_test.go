@@ -43,6 +43,16 @@ func TestMain(m *testing.M) {
 		os.Setenv("TMPDIR", d)
 	}
 	code := 1
+	// Every create notes which init its container got; each test's runtime checks the
+	// notes of its own state root (see newRT).
+	initLog, err := os.CreateTemp("", "berth-it-inits-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	initLog.Close()
+	os.Setenv("BERTH_INIT_LOG", initLog.Name())
+	defer os.Remove(initLog.Name())
 	if os.Getenv("BERTH_TEST_PREBUILT") != "" {
 		// The cgroup v2 lane's VM has no Go toolchain: the binaries are on its PATH.
 		var err1, err2 error
@@ -72,6 +82,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 	}
 	removeEmptyCgroupParents()
+	os.Remove(initLog.Name())
 	os.Exit(code)
 }
 
@@ -106,7 +117,7 @@ type bundle struct {
 }
 
 // newBundle makes a bundle whose process runs busybox sh -c script.
-func newBundle(t *testing.T, script string) *bundle {
+func newBundle(t testing.TB, script string) *bundle {
 	t.Helper()
 	dir := t.TempDir()
 	// A user-namespaced container's root needs to reach its rootfs through these.
@@ -142,7 +153,7 @@ func newBundle(t *testing.T, script string) *bundle {
 	return &bundle{Dir: dir, Spec: spec}
 }
 
-func (b *bundle) save(t *testing.T) {
+func (b *bundle) save(t testing.TB) {
 	t.Helper()
 	data, err := json.MarshalIndent(b.Spec, "", " ")
 	if err != nil {
@@ -175,11 +186,21 @@ func (b *bundle) addProbe(t *testing.T, mode os.FileMode) {
 type rt struct {
 	t    *testing.T
 	root string
+	// goInit lists the containers allowed to run the Go init; every other one must have
+	// had its setup done by the C init (the plan), which every test thereby exercises.
+	goInit map[string]bool
 }
 
 func newRT(t *testing.T) *rt {
 	t.Helper()
-	r := &rt{t: t, root: t.TempDir()}
+	r := &rt{t: t, root: t.TempDir(), goInit: map[string]bool{}}
+	t.Cleanup(func() {
+		for _, n := range initNotes(r.root) {
+			if n.how != "plan" && !r.goInit[n.id] {
+				t.Errorf("container %s took the Go init (%s), not the C init", n.id, n.how)
+			}
+		}
+	})
 	t.Cleanup(func() {
 		ents, _ := os.ReadDir(r.root)
 		for _, e := range ents {
@@ -198,6 +219,38 @@ func newRT(t *testing.T) *rt {
 type result struct {
 	stdout, stderr string
 	code           int
+}
+
+// allowGoInit lets the container id run the Go init, which its config needs.
+func (r *rt) allowGoInit(id string) { r.goInit[id] = true }
+
+type initNote struct{ id, how string }
+
+// initNotes returns, in order, which init each container created under root got ("plan", or
+// "go: <reason>").
+func initNotes(root string) []initNote {
+	b, _ := os.ReadFile(os.Getenv("BERTH_INIT_LOG"))
+	var notes []initNote
+	for _, l := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(l, root+" ")
+		if !ok {
+			continue
+		}
+		id, how, _ := strings.Cut(rest, " ")
+		notes = append(notes, initNote{id, how})
+	}
+	return notes
+}
+
+// lastInit returns how the last container created as id under r's root was set up.
+func (r *rt) lastInit(id string) string {
+	how := ""
+	for _, n := range initNotes(r.root) {
+		if n.id == id {
+			how = n.how
+		}
+	}
+	return how
 }
 
 func (r *rt) exec(args ...string) (string, string, int) {

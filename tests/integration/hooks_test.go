@@ -33,6 +33,7 @@ func TestHooksOrderStateArgsEnv(t *testing.T) {
 	}
 	b.Spec.Annotations = map[string]string{"k": "v"}
 	b.save(t)
+	r.allowGoInit("hooked") // createContainer and startContainer hooks run in the Go init
 	r.mustOK("create", "-b", b.Dir, "hooked")
 	pid := r.state("hooked").Pid
 	r.mustOK("start", "hooked")
@@ -92,6 +93,7 @@ func readlinkNs(t *testing.T, p string) string {
 // poststart or poststop hook is only a warning.
 func TestHookFailures(t *testing.T) {
 	r := newRT(t)
+	r.allowGoInit("hook-in-ctr")
 	timeout := 1
 	for name, hooks := range map[string]*specs.Hooks{
 		"fails":     {CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo broken >&2; exit 3"}}}},

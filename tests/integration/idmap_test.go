@@ -34,7 +34,11 @@ func TestIDMappedBindMount(t *testing.T) {
 		}
 		b.Spec.Mounts = append(b.Spec.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: hostDir, Options: opts})
 		chownTree(t, b.rootfs(), 400000)
+		r.allowGoInit("idmap")
 		out := lines(r.mustRun(b, "idmap"))
+		if how := r.lastInit("idmap"); idmap != strings.HasPrefix(how, "go:") {
+			t.Errorf("idmap %v: the container's init was %q", idmap, how)
+		}
 		if idmap {
 			if out["owner"] != "0" || out["write"] != "ok" {
 				t.Errorf("idmapped: owner %s, write %s; want 0 and ok", out["owner"], out["write"])
@@ -49,6 +53,7 @@ func TestIDMappedBindMount(t *testing.T) {
 	b := newBundle(t, "true")
 	b.Spec.Mounts = append(b.Spec.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: hostDir, Options: []string{"rbind", "idmap"}})
 	b.save(t)
+	r.allowGoInit("idmap-nomap")
 	if _, stderr, code := r.exec("create", "-b", b.Dir, "idmap-nomap"); code != 1 || !strings.Contains(stderr, "mappings") {
 		t.Errorf("idmap without any mappings: exit %d, %q", code, stderr)
 	}

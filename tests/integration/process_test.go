@@ -26,6 +26,7 @@ func TestConsoleSocket(t *testing.T) {
 	b.Spec.Process.ConsoleSize = &specs.Box{Height: 33, Width: 101}
 	b.save(t)
 	sock, masterCh := consoleListener(t)
+	r.allowGoInit("tty") // the console is set up by the Go init
 	r.mustOK("create", "-b", b.Dir, "--console-socket", sock, "tty")
 	var master *os.File
 	select {

@@ -184,6 +184,7 @@ func TestNoPivot(t *testing.T) {
 	r := newRT(t)
 	b := newBundle(t, `echo root=$(ls / | tr '\n' ' ')`)
 	b.save(t)
+	r.allowGoInit("nopivot")
 	out, stderr, code := r.exec("run", "--no-pivot", "-b", b.Dir, "nopivot")
 	if code != 0 || !strings.Contains(out, "bin") || !strings.Contains(out, "proc") {
 		t.Errorf("--no-pivot: exit %d, %q, %q", code, out, stderr)

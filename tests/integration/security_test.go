@@ -346,6 +346,7 @@ func TestSeccompNotifyListener(t *testing.T) {
 		Syscalls:         []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActNotify}},
 	}
 	b.save(t)
+	r.allowGoInit("notify") // a seccomp listener is handed over by the Go init
 	r.mustOK("create", "-b", b.Dir, "notify")
 	var g got
 	select {

@@ -13,6 +13,8 @@
  *     'U'                 asks the parent to write uid_map/gid_map, answered by one byte 'u';
  *     'P' int32           the pid (in the parent's pid namespace) that goes on to run Go;
  *     'E' uint32 + text   a failure, after which the child exits.
+ *   A REC_PLAN record makes the process that reports 'P' read and run a plan (plan.c)
+ *   instead of returning into Go.
  *
  * Order: open every namespace path first (a path may stop resolving once we move), join the
  * user namespace, then the others, the mount namespace last; then create a user namespace
@@ -38,6 +40,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "plan.h"
+
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
 #endif
@@ -48,7 +52,8 @@
 enum {
 	REC_CLONE_FLAGS = 1,   /* uint32: namespaces to create */
 	REC_NS_PATH = 2,       /* uint32 clone flag of the type, then the path */
-	REC_TIMENS_OFFSETS = 3 /* text for /proc/self/timens_offsets */
+	REC_TIMENS_OFFSETS = 3, /* text for /proc/self/timens_offsets */
+	REC_PLAN = 4            /* empty: after the namespaces, run a plan (plan.c), not Go */
 };
 
 #define MAX_JOIN 16
@@ -154,7 +159,7 @@ __attribute__((constructor)) static void berth_nsenter(void)
 	uint32_t total, flags = 0, off = 0;
 	char *msg, *offsets = NULL;
 	struct joinns joins[MAX_JOIN];
-	int njoin = 0, forked = 0, i;
+	int njoin = 0, forked = 0, plan = 0, i;
 	size_t offsets_len = 0;
 	char tag;
 	int32_t pid;
@@ -219,6 +224,9 @@ __attribute__((constructor)) static void berth_nsenter(void)
 		case REC_TIMENS_OFFSETS:
 			offsets = msg + off;
 			offsets_len = len;
+			break;
+		case REC_PLAN:
+			plan = 1;
 			break;
 		default:
 			fail("unknown bootstrap record type %u", type);
@@ -310,5 +318,7 @@ __attribute__((constructor)) static void berth_nsenter(void)
 		writeall(&tag, 1);
 		writeall(&pid, sizeof(pid));
 	}
+	if (plan)
+		berth_run_plan(sockfd); /* never returns: no Go runtime starts in the container */
 	/* Continue into the Go runtime, which reads its configuration from the same socket. */
 }

@@ -39,6 +39,13 @@ const (
 	// overlayXattrPrefix is overlayfs' private namespace: a layer that sets these could
 	// redirect lookups or forge metadata, so they are never taken from a tar.
 	overlayXattrPrefix = "trusted.overlay."
+
+	// UserOverlayOpaqueXattr is the opaque marker of an overlay mounted in a user
+	// namespace (the "userxattr" option): trusted.* needs privilege over the host.
+	UserOverlayOpaqueXattr = "user.overlay.opaque"
+	// userOverlayXattrPrefix is the same private namespace for such overlays; never taken
+	// from a tar either.
+	userOverlayXattrPrefix = "user.overlay."
 )
 
 // BreakoutError reports a layer entry that tried to reach outside the layer's directory.
@@ -58,6 +65,8 @@ type Stats struct {
 	Size int64
 	// Entries is the number of tar entries applied.
 	Entries int
+	// SkippedDevices counts the device nodes a Rootless unpack could not make.
+	SkippedDevices int
 }
 
 // Unpack extracts the uncompressed tar stream r into dest, which must be an existing, empty
@@ -74,6 +83,12 @@ type Options struct {
 	// of recording them, for flattening layers onto one tree that already holds the layers
 	// below. Whiteouts may come in OCI form or, from Tar of a layer directory, as such.
 	ApplyWhiteouts bool
+	// Rootless unpacks as root of a user namespace (an unprivileged user's layers, read by
+	// an overlay mounted with "userxattr"): opaque directories get user.overlay.opaque,
+	// device nodes (which only the host's root may make) are skipped and counted, and
+	// trusted.* and security.* xattrs the kernel refuses are dropped, as rootless Podman
+	// does.
+	Rootless bool
 }
 
 // UnpackWith is Unpack with options.
@@ -372,6 +387,10 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		return nil
 
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		if u.opts.Rootless && hdr.Typeflag != tar.TypeFifo {
+			u.stats.SkippedDevices++
+			return nil
+		}
 		mode := uint32(hdr.Mode & 0o7777)
 		switch hdr.Typeflag {
 		case tar.TypeChar:
@@ -444,7 +463,11 @@ func (u *unpacker) whiteout(hdr *tar.Header, dir, base string) error {
 		return u.emptyDir(pfd, dir)
 	}
 	if base == whiteoutOpaque {
-		if err := unix.Fsetxattr(pfd, OverlayOpaqueXattr, []byte("y"), 0); err != nil {
+		name := OverlayOpaqueXattr
+		if u.opts.Rootless {
+			name = UserOverlayOpaqueXattr
+		}
+		if err := unix.Fsetxattr(pfd, name, []byte("y"), 0); err != nil {
 			return fmt.Errorf("mark %s opaque in layer %s: %w", dir, u.dest, err)
 		}
 		return nil
@@ -574,6 +597,9 @@ func (u *unpacker) lsetxattrs(pfd int, base string, hdr *tar.Header) error {
 				// The kernel allows no user.* xattrs on symlinks.
 				continue
 			}
+			if err == unix.EPERM && u.opts.Rootless && (strings.HasPrefix(k, "trusted.") || strings.HasPrefix(k, "security.")) {
+				continue
+			}
 			return fmt.Errorf("set xattr %s on %s in layer %s: %w", k, hdr.Name, u.dest, err)
 		}
 	}
@@ -584,7 +610,7 @@ func xattrs(hdr *tar.Header) map[string]string {
 	var m map[string]string
 	for k, v := range hdr.PAXRecords {
 		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
-		if !ok || name == "" || strings.HasPrefix(name, overlayXattrPrefix) {
+		if !ok || name == "" || strings.HasPrefix(name, overlayXattrPrefix) || strings.HasPrefix(name, userOverlayXattrPrefix) {
 			continue
 		}
 		if m == nil {

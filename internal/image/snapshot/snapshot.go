@@ -170,7 +170,7 @@ func (sn *Snapshotter) Prepare(key string, img *image.Image) (*Snapshot, error) 
 	ok := false
 	defer func() {
 		if !ok {
-			os.RemoveAll(dir)
+			sn.store.RemoveAll(dir)
 			sn.store.Release(key)
 		}
 	}()
@@ -205,7 +205,7 @@ func (sn *Snapshotter) Prepare(key string, img *image.Image) (*Snapshot, error) 
 		}
 	case Copy:
 		for i, l := range img.Layers {
-			if err := flatten(sn.store.LayerDir(l), s.Rootfs); err != nil {
+			if err := sn.store.Flatten(sn.store.LayerDir(l), s.Rootfs); err != nil {
 				return nil, fmt.Errorf("snapshot %s: copy layer %d (%s): %w", key, i, l, err)
 			}
 		}
@@ -219,17 +219,6 @@ func (sn *Snapshotter) Prepare(key string, img *image.Image) (*Snapshot, error) 
 	}
 	ok = true
 	return s, nil
-}
-
-// flatten applies one layer directory onto dst, carrying out its whiteouts.
-func flatten(layer, dst string) error {
-	pr, pw := io.Pipe()
-	go func() {
-		pw.CloseWithError(archive.Tar(pw, layer, archive.TarOptions{OverlayWhiteouts: true}))
-	}()
-	_, err := archive.UnpackWith(pr, dst, archive.Options{ApplyWhiteouts: true})
-	pr.CloseWithError(io.ErrClosedPipe)
-	return err
 }
 
 // Get returns the snapshot key.
@@ -284,7 +273,7 @@ func (sn *Snapshotter) Remove(key string) error {
 			break
 		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := sn.store.RemoveAll(dir); err != nil {
 		return fmt.Errorf("snapshot %s: remove %s: %w", key, dir, err)
 	}
 	return sn.store.Release(key)

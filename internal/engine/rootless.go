@@ -310,15 +310,28 @@ func (e *Engine) removeAllRootless(path string) error {
 	return nil
 }
 
-// runUserNSHelper is the child's side. fd 3 says when the maps are written.
+// usernsMappedEnv marks the second start of a user namespace helper.
+const usernsMappedEnv = "_BERTH_USERNS_MAPPED"
+
+// runUserNSHelper is the child's side. fd 3 says when the maps are written. The child
+// then executes itself again: it was started in the namespace before it had maps, as an
+// unmapped user, and execve dropped the capabilities the new namespace gave it; run again
+// as the namespace's root, it has them all.
 func runUserNSHelper(kind string) int {
-	sync := os.NewFile(3, "sync")
-	b := make([]byte, 1)
-	if n, _ := sync.Read(b); n != 1 {
-		fmt.Fprintln(os.Stderr, "user namespace: the parent did not finish the maps")
+	if os.Getenv(usernsMappedEnv) == "" {
+		sync := os.NewFile(3, "sync")
+		b := make([]byte, 1)
+		if n, _ := sync.Read(b); n != 1 {
+			fmt.Fprintln(os.Stderr, "user namespace: the parent did not finish the maps")
+			return 1
+		}
+		sync.Close()
+		env := append(os.Environ(), monitor.HelperEnv+"="+kind, usernsMappedEnv+"=1")
+		err := syscall.Exec("/proc/self/exe", os.Args, env)
+		fmt.Fprintf(os.Stderr, "user namespace: execute %s again as its root: %v\n", os.Args[0], err)
 		return 1
 	}
-	sync.Close()
+	os.Unsetenv(usernsMappedEnv)
 	args := os.Args[1:]
 	var err error
 	switch kind {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -83,7 +84,13 @@ func (e *Engine) setupRootlessNetwork(l *lockedDir, c *Container, in *specInputs
 		if err != nil {
 			return nil, hold, err
 		}
-		stack, err := network.StartUserMode(hold.Pid, l.dir, ports)
+		// The API socket's path must fit a unix socket address: it lives in the
+		// runtime root, in a directory the runtime's listing skips.
+		sockDir := filepath.Join(e.RuntimeRoot, ".slirp4netns")
+		if err := os.MkdirAll(sockDir, 0o700); err != nil {
+			return nil, hold, fmt.Errorf("network slirp4netns: %w", err)
+		}
+		stack, err := network.StartUserMode(hold.Pid, filepath.Join(sockDir, c.ID[:16]+".sock"), l.path("slirp4netns.log"), ports)
 		if err != nil {
 			return nil, hold, err
 		}
@@ -111,5 +118,4 @@ func (e *Engine) teardownRootlessNet(c *Container, st *State) {
 	if err := network.StopUserMode(um.Pid, um.Start, um.Socket); err != nil {
 		e.warn("container %s: %v", short(c.ID), err)
 	}
-	os.Remove(filepath.Join(filepath.Dir(um.Socket), "slirp4netns.log"))
 }

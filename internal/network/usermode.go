@@ -50,16 +50,18 @@ type UserModeStack struct {
 
 // StartUserMode starts slirp4netns for the network namespace of pid (the container's
 // init, waiting to be started), in its own session so that it outlives the caller, waits
-// until the namespace is configured and publishes ports. dir holds its API socket and
-// log. On error nothing is left running.
-func StartUserMode(pid int, dir string, ports []PortMapping) (*UserModeStack, error) {
+// until the namespace is configured and publishes ports. sock is its API socket (a unix
+// socket path: under 108 bytes) and logPath its log. On error nothing is left running.
+func StartUserMode(pid int, sock, logPath string, ports []PortMapping) (*UserModeStack, error) {
 	bin, err := exec.LookPath("slirp4netns")
 	if err != nil {
 		return nil, errors.New("network slirp4netns: slirp4netns is not installed (a rootless container's network needs it: apt-get install slirp4netns, or use --network none or host)")
 	}
-	sock := filepath.Join(dir, "slirp4netns.sock")
+	if len(sock) >= 108 {
+		return nil, fmt.Errorf("network slirp4netns: API socket path %s is too long for a unix socket", sock)
+	}
 	os.Remove(sock)
-	logf, err := os.OpenFile(filepath.Join(dir, "slirp4netns.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("network slirp4netns: %w", err)
 	}

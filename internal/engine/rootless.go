@@ -359,7 +359,7 @@ func runUserNSHelper(kind string) int {
 		}
 		err = image.FlattenLayer(args[0], args[1], true)
 	case usernsHold:
-		err = holdMain()
+		err = holdMain(args)
 	default:
 		err = fmt.Errorf("unknown helper %q", kind)
 	}
@@ -373,8 +373,8 @@ func runUserNSHelper(kind string) int {
 // holdMain keeps the new namespaces alive for the runtime to join: it brings the network
 // namespace's loopback up (nothing else will, as the runtime joins the namespace rather
 // than making it), says so, and waits for its stdin to close.
-func holdMain() error {
-	if !sameNS("net") {
+func holdMain(args []string) error {
+	if len(args) == 1 && args[0] == "netns" {
 		lo, err := netlink.LinkByName("lo")
 		if err != nil {
 			return fmt.Errorf("network namespace: find lo: %w", err)
@@ -388,13 +388,6 @@ func holdMain() error {
 	return nil
 }
 
-// sameNS tells whether this process shares the kind namespace of its parent.
-func sameNS(kind string) bool {
-	a, err1 := os.Readlink("/proc/self/ns/" + kind)
-	b, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", os.Getppid(), kind))
-	return err1 == nil && err2 == nil && a == b
-}
-
 // nsHolder holds a rootless container's user namespace (and network namespace) until the
 // runtime has joined them.
 type nsHolder struct {
@@ -405,8 +398,9 @@ type nsHolder struct {
 
 func (e *Engine) holdNamespaces(netns bool) (*nsHolder, error) {
 	var flags uintptr
+	args := []string{"hostnet"}
 	if netns {
-		flags = syscall.CLONE_NEWNET
+		flags, args = syscall.CLONE_NEWNET, []string{"netns"}
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -418,7 +412,7 @@ func (e *Engine) holdNamespaces(netns bool) (*nsHolder, error) {
 		pw.Close()
 		return nil, err
 	}
-	c, err := e.startUserNS(usernsHold, flags, nil, pr, wr)
+	c, err := e.startUserNS(usernsHold, flags, args, pr, wr)
 	pr.Close()
 	wr.Close()
 	if err != nil {

@@ -276,6 +276,26 @@ func TestRootless(t *testing.T) {
 		}
 	}
 
+	// A container's own files under other ids, in a directory the user cannot write,
+	// and a named volume written as uid 1000: rm and volume rm remove them (inside the
+	// user namespace).
+	u.ok(t, "run", "--name", "own", "-v", "vol1:/vol", "busybox", "sh", "-c",
+		"mkdir -p /home/x && echo f > /home/x/f && chown -R 1000:1000 /home/x && chmod 500 /home/x && "+
+			"mkdir /vol/d && echo v > /vol/d/v && chown -R 1000:1000 /vol/d && chmod 500 /vol/d")
+	u.ok(t, "rm", "own")
+	u.ok(t, "volume", "rm", "vol1")
+
+	// stop, start and exec work without a cgroup.
+	u.ok(t, "run", "-d", "--name", "sl", "busybox", "sleep", "60")
+	if out := u.ok(t, "exec", "sl", "cat", "/proc/1/cmdline"); !strings.Contains(out, "sleep") {
+		t.Errorf("exec: pid 1 is %q, want sleep", out)
+	}
+	u.ok(t, "stop", "-t", "1", "sl")
+	if p := userProcs(t, u, "sleep"); len(p) > 0 {
+		t.Errorf("after stop, the container's sleep still runs: %v", describe(p))
+	}
+	u.ok(t, "rm", "sl")
+
 	// Everything the user made goes with rm and rmi.
 	u.ok(t, "rmi", "busybox")
 	checkNothingLeft(t, u, store)

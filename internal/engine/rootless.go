@@ -280,6 +280,9 @@ func (e *Engine) layerOps() image.LayerOps {
 			if err := json.Unmarshal(out.Bytes(), &st); err != nil {
 				return st, fmt.Errorf("unpack into %s: bad report %q: %w", dest, out.String(), err)
 			}
+			if st.Unmapped > 0 {
+				e.warn("%s: %d entries owned by ids outside your /etc/subuid or /etc/subgid range were given to root", dest, st.Unmapped)
+			}
 			if st.SkippedDevices > 0 {
 				e.warn("%s: %d device nodes skipped (an unprivileged user cannot make them)", dest, st.SkippedDevices)
 			}

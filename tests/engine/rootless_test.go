@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"archive/tar"
 	"bufio"
 	"fmt"
 	"io"
@@ -28,7 +29,8 @@ type rlUser struct {
 	bin              string
 }
 
-func newRLUser(t *testing.T) *rlUser {
+// newRLUser makes the user; with range false it gets no /etc/subuid and /etc/subgid range.
+func newRLUser(t *testing.T, withRange bool) *rlUser {
 	t.Helper()
 	for _, p := range []string{"newuidmap", "newgidmap", "slirp4netns"} {
 		if _, err := exec.LookPath(p); err != nil {
@@ -39,7 +41,12 @@ func newRLUser(t *testing.T) *rlUser {
 		t.Fatalf("/dev/net/tun must be usable by an unprivileged user (0666, as udev makes it): run hack/deps-rootless.sh")
 	}
 	name := fmt.Sprintf("berthre%d", os.Getpid()%100000)
-	if out, err := exec.Command("useradd", "-M", "-s", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+	args := []string{"-M", "-s", "/usr/sbin/nologin", name}
+	if !withRange {
+		name = fmt.Sprintf("berthrn%d", os.Getpid()%100000)
+		args = []string{"-M", "-s", "/usr/sbin/nologin", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", name}
+	}
+	if out, err := exec.Command("useradd", args...).CombinedOutput(); err != nil {
 		t.Fatalf("useradd %s: %v: %s", name, err, out)
 	}
 	u := &rlUser{name: name}
@@ -67,7 +74,10 @@ func newRLUser(t *testing.T) *rlUser {
 	}
 	u.uid, _ = strconv.Atoi(lu.Uid)
 	u.gid, _ = strconv.Atoi(lu.Gid)
-	u.subuid, u.subgid = subStart(t, "/etc/subuid", name), subStart(t, "/etc/subgid", name)
+	u.subuid, u.subgid = -1, -1
+	if withRange {
+		u.subuid, u.subgid = subStart(t, "/etc/subuid", name), subStart(t, "/etc/subgid", name)
+	}
 	u.home, u.runtimeDir = filepath.Join(base, "home"), filepath.Join(base, "run")
 	for _, d := range []string{u.home, u.runtimeDir, filepath.Join(u.home, "bin")} {
 		if err := os.Mkdir(d, 0o700); err != nil {
@@ -161,7 +171,7 @@ func ifaces(t *testing.T, procNetDev string) []string {
 // a published port reached from the host's loopback, a root-only host file it cannot read,
 // --network none and host, the refusals rootless owes, and nothing left afterwards.
 func TestRootless(t *testing.T) {
-	u := newRLUser(t)
+	u := newRLUser(t, true)
 	tarball := filepath.Join(u.home, "busybox.tar")
 	data, err := os.ReadFile(busyboxTar)
 	if err != nil {
@@ -317,7 +327,7 @@ func userProcs(t *testing.T, u *rlUser, comm string) []int {
 			continue
 		}
 		id := int(st.Uid)
-		if id != u.uid && (id < u.subuid || id >= u.subuid+65536) {
+		if id != u.uid && (u.subuid < 0 || id < u.subuid || id >= u.subuid+65536) {
 			continue
 		}
 		// A zombie holds nothing but its pid; reaping it is its parent's (here pid 1's,
@@ -389,4 +399,68 @@ func describe(pids []int) []string {
 		out = append(out, fmt.Sprintf("%d %s", p, strings.ReplaceAll(string(b), "\x00", " ")))
 	}
 	return out
+}
+
+// TestRootlessNoRange: a user without a subordinate range gets a single-id map (root
+// inside is the user, nothing else is mapped), and an image file owned by another id is
+// given to root with a warning rather than failing the import.
+func TestRootlessNoRange(t *testing.T) {
+	u := newRLUser(t, false)
+	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), u.name+":") {
+			t.Fatalf("useradd -K SUB_UID_COUNT=0 still gave %s a range in %s", u.name, f)
+		}
+	}
+	// The busybox tarball plus a file owned by uid 1000.
+	tarball := filepath.Join(u.home, "busybox.tar")
+	in, err := os.Open(busyboxTar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(tarball)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, tw := tar.NewReader(in), tar.NewWriter(out)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		tw.WriteHeader(hdr)
+		io.Copy(tw, tr)
+	}
+	tw.WriteHeader(&tar.Header{Name: "./etc/svc.conf", Mode: 0o644, Uid: 1000, Gid: 1000, Size: 3, Typeflag: tar.TypeReg})
+	tw.Write([]byte("svc"))
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	os.Chmod(tarball, 0o644)
+
+	r := u.berth(t, "import", "-c", `CMD ["sh"]`, tarball, "busybox")
+	if r.code != 0 {
+		t.Fatalf("import without a range: %v", r)
+	}
+	if !strings.Contains(r.stderr, "given to root") {
+		t.Errorf("import of a file owned by uid 1000 without a range: no warning in %q", r.stderr)
+	}
+	shared := filepath.Join(u.home, "shared")
+	os.Mkdir(shared, 0o755)
+	os.Chown(shared, u.uid, u.gid)
+	got := u.ok(t, "run", "--rm", "--network", "none", "-v", shared+":/data", "busybox", "sh", "-c",
+		"cat /proc/self/uid_map; stat -c %u /etc/svc.conf; echo r > /data/by-root")
+	fields := strings.Fields(got)
+	if len(fields) != 4 || fields[0] != "0" || fields[1] != strconv.Itoa(u.uid) || fields[2] != "1" || fields[3] != "0" {
+		t.Errorf("uid_map and owner of the uid-1000 file inside = %q, want \"0 %d 1\" and 0", got, u.uid)
+	}
+	if uid, _ := owner(t, filepath.Join(shared, "by-root")); uid != u.uid {
+		t.Errorf("a file root wrote is owned by %d, want the user %d", uid, u.uid)
+	}
+	u.ok(t, "rmi", "busybox")
+	checkNothingLeft(t, u, filepath.Join(u.home, ".local", "share", "berth"))
 }

@@ -67,6 +67,20 @@ type Stats struct {
 	Entries int
 	// SkippedDevices counts the device nodes a Rootless unpack could not make.
 	SkippedDevices int
+	// Unmapped counts the entries a Rootless unpack gave to root because their owner
+	// has no id in the user namespace (a user without a subordinate range).
+	Unmapped int
+}
+
+// fchownat gives an entry its owner; rootless, an owner the user namespace does not map
+// (EINVAL) becomes root, as Podman's ignore_chown_errors does.
+func (u *unpacker) fchownat(pfd int, base string, hdr *tar.Header) error {
+	err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW)
+	if err == unix.EINVAL && u.opts.Rootless {
+		u.stats.Unmapped++
+		err = unix.Fchownat(pfd, base, 0, 0, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	return err
 }
 
 // Unpack extracts the uncompressed tar stream r into dest, which must be an existing, empty
@@ -340,7 +354,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 			return fmt.Errorf("symlink %s -> %s in layer %s: %w", rel, hdr.Linkname, u.dest, err)
 		}
 		u.stats.Size += int64(len(hdr.Linkname))
-		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := u.fchownat(pfd, base, hdr); err != nil {
 			return fmt.Errorf("chown symlink %s in layer %s: %w", rel, u.dest, err)
 		}
 		if err := u.lsetxattrs(pfd, base, hdr); err != nil {
@@ -407,7 +421,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if err := unix.Mknodat(pfd, base, mode, int(dev)); err != nil {
 			return fmt.Errorf("mknod %s in layer %s: %w", rel, u.dest, err)
 		}
-		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := u.fchownat(pfd, base, hdr); err != nil {
 			return fmt.Errorf("chown %s in layer %s: %w", rel, u.dest, err)
 		}
 		if err := unix.Fchmodat(pfd, base, uint32(hdr.Mode&0o7777), 0); err != nil {
@@ -575,7 +589,12 @@ func RemoveAllAt(dirfd int, name string) error {
 // setMeta applies owner, mode and xattrs through an open descriptor. The owner goes first
 // because chown clears setuid/setgid bits.
 func (u *unpacker) setMeta(fd int, hdr *tar.Header) error {
-	if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+	err := unix.Fchown(fd, hdr.Uid, hdr.Gid)
+	if err == unix.EINVAL && u.opts.Rootless {
+		u.stats.Unmapped++
+		err = unix.Fchown(fd, 0, 0)
+	}
+	if err != nil {
 		return fmt.Errorf("chown %s in layer %s: %w", hdr.Name, u.dest, err)
 	}
 	if err := unix.Fchmod(fd, uint32(hdr.Mode&0o7777)); err != nil {

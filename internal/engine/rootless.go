@@ -35,9 +35,9 @@ import (
 // The user cannot give files away, so whatever must keep the owners an image or a
 // container gave its files (unpacking layers, copying them into a container's root,
 // removing them again) runs in a short-lived child of this binary inside a user namespace
-// with the same mapping, as root there: the image package's LayerOps. That keeps the
-// unpacker unchanged and its owners exact, where recording owners and replaying chowns
-// later would need a second pass over every file.
+// with the same mapping, as root there: the image package's LayerOps. That keeps one
+// hardened unpacker and exact owners in one pass, where recording owners and replaying
+// chowns later would need a second walk over every file and a place to keep them.
 //
 // The container's user and network namespaces are made by the engine before the runtime
 // runs: a holder child (see holdNamespaces) creates them, slirp4netns is attached to the
@@ -407,13 +407,13 @@ func (e *Engine) holdNamespaces(netns bool) (*nsHolder, error) {
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("rootless namespaces: %w", err)
 	}
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		pr.Close()
 		pw.Close()
-		return nil, err
+		return nil, fmt.Errorf("rootless namespaces: %w", err)
 	}
 	c, err := e.startUserNS(usernsHold, flags, args, pr, wr)
 	pr.Close()

@@ -262,6 +262,21 @@ func TestRootless(t *testing.T) {
 		t.Errorf("port %d still accepts connections after rm -f", port)
 	}
 
+	// A port the host already uses fails the run with the reason, and leaves nothing
+	// (checked at the end).
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = u.berth(t, "run", "--rm", "-p", busy.Addr().String()+":80", "busybox", "echo")
+	busy.Close()
+	if r.code == 0 || !strings.Contains(r.stderr, "in use") {
+		t.Errorf("publishing a port in use: %v; want a failure saying so", r)
+	}
+	if p := userProcs(t, u, ""); len(p) > 0 {
+		t.Errorf("after a failed start, the user still runs %v", describe(p))
+	}
+
 	// --network none: loopback only; host: the host's interfaces.
 	out = u.ok(t, "run", "--rm", "--network", "none", "busybox", "cat", "/proc/net/dev")
 	if got := ifaces(t, out); len(got) != 1 || got[0] != "lo" {

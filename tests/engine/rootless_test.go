@@ -254,7 +254,12 @@ func TestRootless(t *testing.T) {
 		t.Errorf("%d slirp4netns processes of the user while the container runs, want 1", n)
 	}
 	u.ok(t, "rm", "-f", "web")
-	if p := userProcs(t, u, ""); len(p) > 0 {
+	// slirp4netns is stopped by rm itself; the container's monitor exits on its own
+	// right after.
+	if p := userProcs(t, u, "slirp4netns"); len(p) > 0 {
+		t.Errorf("after rm -f, slirp4netns still runs: %v", describe(p))
+	}
+	if p := waitNoProcs(t, u); len(p) > 0 {
 		t.Errorf("after rm -f, the user still runs %v", describe(p))
 	}
 	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
@@ -273,7 +278,7 @@ func TestRootless(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "in use") {
 		t.Errorf("publishing a port in use: %v; want a failure saying so", r)
 	}
-	if p := userProcs(t, u, ""); len(p) > 0 {
+	if p := waitNoProcs(t, u); len(p) > 0 {
 		t.Errorf("after a failed start, the user still runs %v", describe(p))
 	}
 
@@ -373,15 +378,21 @@ func userProcs(t *testing.T, u *rlUser, comm string) []int {
 	return out
 }
 
-// checkNothingLeft: no process, mount, namespace holder, container, snapshot, layer or
-// socket of the user's is left.
-func checkNothingLeft(t *testing.T, u *rlUser, store string) {
+// waitNoProcs waits up to 5 s for the user's processes to be gone and returns those left.
+func waitNoProcs(t *testing.T, u *rlUser) []int {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for len(userProcs(t, u, "")) > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if p := userProcs(t, u, ""); len(p) > 0 {
+	return userProcs(t, u, "")
+}
+
+// checkNothingLeft: no process, mount, namespace holder, container, snapshot, layer or
+// socket of the user's is left.
+func checkNothingLeft(t *testing.T, u *rlUser, store string) {
+	t.Helper()
+	if p := waitNoProcs(t, u); len(p) > 0 {
 		t.Errorf("processes of the user are left: %v", describe(p))
 	}
 	mi, _ := os.ReadFile("/proc/self/mountinfo")

@@ -1,8 +1,7 @@
 package main
 
 import (
-	"os"
-
+	"github.com/berth-containers/berth/internal/engine"
 	"github.com/berth-containers/berth/internal/image"
 )
 
@@ -12,10 +11,7 @@ func init() {
 	if rootCmd.PersistentFlags().Lookup("root") != nil {
 		return
 	}
-	def := os.Getenv("BERTH_ROOT")
-	if def == "" {
-		def = image.DefaultRoot
-	}
+	def := engine.DefaultRoot()
 	rootCmd.PersistentFlags().String("root", def, "directory for berth's state (also BERTH_ROOT)")
 }
 
@@ -23,10 +19,9 @@ func berthRoot() string {
 	if f := rootCmd.PersistentFlags().Lookup("root"); f != nil && f.Value.String() != "" {
 		return f.Value.String()
 	}
-	if r := os.Getenv("BERTH_ROOT"); r != "" {
-		return r
-	}
-	return image.DefaultRoot
+	return engine.DefaultRoot()
 }
 
-func openStore() (*image.Store, error) { return image.Open(berthRoot()) }
+// openStore opens the image store; for an unprivileged user it unpacks inside the user's
+// user namespace, as the engine does.
+func openStore() (*image.Store, error) { return engine.OpenImageStore(berthRoot()) }

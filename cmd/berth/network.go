@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/berth-containers/berth/internal/engine"
 	"github.com/berth-containers/berth/internal/network"
 )
 
@@ -17,6 +18,9 @@ import (
 var networkRoot string
 
 func openNetworks() (*network.Manager, error) {
+	if engine.Rootless() {
+		return nil, errors.New("bridge networks need root; a rootless container uses slirp4netns, none or host, and its published ports show in `berth ps` and `berth inspect`")
+	}
 	return network.Open(networkRoot)
 }
 

@@ -84,6 +84,11 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 		o.Name = strings.TrimPrefix(o.Name, "/")
 	}
 	hc := o.HostConfig
+	if e.rootless {
+		if err := checkRootless(&hc, append([]string{hc.NetworkMode}, o.Networks...)); err != nil {
+			return nil, err
+		}
+	}
 	if err := checkHostConfig(&hc); err != nil {
 		return nil, err
 	}

@@ -41,6 +41,9 @@ type Engine struct {
 	// Warn receives non-fatal problems (nil: standard error).
 	Warn func(msg string)
 
+	// rootless is set when an unprivileged user runs the engine (see rootless.go).
+	rootless bool
+
 	once struct {
 		images   sync.Once
 		snaps    sync.Once
@@ -63,14 +66,14 @@ func DefaultRuntimeRoot() string {
 	if r := os.Getenv("BERTH_RUNTIME_ROOT"); r != "" {
 		return r
 	}
-	return runtime.DefaultRoot
+	return runtime.DefaultRootFor()
 }
 
 // Open returns the engine for root (image.DefaultRoot when empty), creating its
 // directories.
 func Open(root, runtimeRoot string) (*Engine, error) {
 	if root == "" {
-		root = image.DefaultRoot
+		root = DefaultRoot()
 	}
 	if runtimeRoot == "" {
 		runtimeRoot = DefaultRuntimeRoot()
@@ -83,7 +86,12 @@ func Open(root, runtimeRoot string) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtime root %q: %w", runtimeRoot, err)
 	}
-	e := &Engine{Root: abs, RuntimeRoot: rabs}
+	e := &Engine{Root: abs, RuntimeRoot: rabs, rootless: Rootless()}
+	if e.rootless {
+		if err := ensureRuntimeRoot(rabs); err != nil {
+			return nil, err
+		}
+	}
 	for _, d := range []string{containersDir, namesDir, volumesDir} {
 		if err := os.MkdirAll(filepath.Join(abs, d), 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", filepath.Join(abs, d), err)
@@ -102,7 +110,12 @@ func (e *Engine) warn(format string, args ...any) {
 }
 
 func (e *Engine) imageStore() (*image.Store, error) {
-	e.once.images.Do(func() { e.images, e.imagesErr = image.Open(e.Root) })
+	e.once.images.Do(func() {
+		e.images, e.imagesErr = image.Open(e.Root)
+		if e.images != nil && e.rootless {
+			e.images.SetLayerOps(e.layerOps())
+		}
+	})
 	return e.images, e.imagesErr
 }
 
@@ -111,6 +124,10 @@ func (e *Engine) snapshotter() (*snapshot.Snapshotter, error) {
 		s, err := e.imageStore()
 		if err != nil {
 			e.snapsErr = err
+			return
+		}
+		if e.rootless {
+			e.snaps, e.snapsErr = e.rootlessSnapshotter(s)
 			return
 		}
 		e.snaps, e.snapsErr = snapshot.New(s)

@@ -35,6 +35,9 @@ func RunHelper() int {
 		io.Copy(io.Discard, os.Stdin)
 		return 0
 	}
+	if strings.HasPrefix(kind, usernsPrefix) {
+		return runUserNSHelper(kind)
+	}
 	if len(os.Args) != 2 {
 		fmt.Println("125 helper: want one argument, the container id")
 		return 1
@@ -179,7 +182,16 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		}
 	}
 	trace("H mounted")
-	ns, err := e.setupNetwork(l, c, st, &in)
+	var ns *NetworkState
+	var hold *nsHolder
+	if e.rootless {
+		ns, hold, err = e.setupRootlessNetwork(l, c, &in)
+		if hold != nil {
+			defer hold.release()
+		}
+	} else {
+		ns, err = e.setupNetwork(l, c, st, &in)
+	}
 	trace("H network")
 	if err != nil {
 		return 0, err
@@ -202,6 +214,9 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 	spec, err := e.buildSpec(c, in)
 	if err != nil {
 		return 0, err
+	}
+	if hold != nil {
+		rootlessSpec(spec, hold, in.HostNet)
 	}
 	if rt.name() != "berth" {
 		// runc and crun check the version they were built for.
@@ -522,13 +537,17 @@ func (e *Engine) teardown(l *lockedDir, c *Container, st *State, rt ociRuntime) 
 		}
 		trace("teardown rt deleted")
 	}
-	// The namespace goes first: once it is gone the veths go with it, and Detach only
-	// has to set them down.
-	releaseNetns(l.path("netns"))
-	trace("teardown netns released")
-	if nets, err := e.networks(); err == nil {
-		if err := detach(nets, c.ID); err != nil {
-			e.warn("container %s: %v", short(c.ID), err)
+	if e.rootless {
+		e.teardownRootlessNet(c, st)
+	} else {
+		// The namespace goes first: once it is gone the veths go with it, and Detach
+		// only has to set them down.
+		releaseNetns(l.path("netns"))
+		trace("teardown netns released")
+		if nets, err := e.networks(); err == nil {
+			if err := detach(nets, c.ID); err != nil {
+				e.warn("container %s: %v", short(c.ID), err)
+			}
 		}
 	}
 	trace("teardown detached")

@@ -272,7 +272,9 @@ func (e *Engine) Stop(ref string, timeout *int) error {
 		wait = -1
 	}
 	if !waitPidGone(st.Pid, st.PidStart, wait) {
-		if err := rt.kill(id, unix.SIGKILL, true); err != nil && alive(st.Pid, st.PidStart) {
+		// Rootless containers have no cgroup to find the others by; killing the init
+		// of their pid namespace kills every process in it.
+		if err := rt.kill(id, unix.SIGKILL, !e.rootless); err != nil && alive(st.Pid, st.PidStart) {
 			return fmt.Errorf("cannot stop container: %s: %w", ref, err)
 		}
 		if !waitPidGone(st.Pid, st.PidStart, 30*time.Second) {
@@ -447,7 +449,7 @@ func (e *Engine) Remove(ref string, force, volumes bool) error {
 	if running {
 		// The monitor reaps the init and runs its exit helper, which waits for our lock
 		// and then finds the container gone.
-		rt.kill(c.ID, unix.SIGKILL, true)
+		rt.kill(c.ID, unix.SIGKILL, !e.rootless)
 	}
 	e.teardown(l, c, st, rt)
 	return e.removeLocked(l, c, volumes)

@@ -173,8 +173,12 @@ func capabilities(hc *HostConfig) []string {
 	return out
 }
 
-// heldCaps is this process's permitted capability set.
+// heldCaps is this process's permitted capability set; for a rootless engine every
+// capability, which its containers' root holds over their own user namespace.
 func heldCaps() uint64 {
+	if Rootless() {
+		return ^uint64(0)
+	}
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return ^uint64(0)

@@ -210,6 +210,8 @@ type NetworkState struct {
 	HostsPath    string             `json:"HostsPath,omitempty"`
 	ResolvPath   string             `json:"ResolvPath,omitempty"`
 	HostnamePath string             `json:"HostnamePath,omitempty"`
+	// UserMode is a rootless container's slirp4netns, stopped by teardown.
+	UserMode *UserModeState `json:"UserMode,omitempty"`
 }
 
 // NetworkInterface is the container's address on one network.

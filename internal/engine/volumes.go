@@ -204,7 +204,7 @@ func (e *Engine) volumeRemoveLocked(name string, force bool) error {
 	if err := os.Rename(e.volumePath(name), gone); err != nil {
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
-	if err := os.RemoveAll(gone); err != nil {
+	if err := e.removeAll(gone); err != nil {
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
 	return nil

@@ -65,7 +65,7 @@ func (s *Store) Import(r io.Reader, o ImportOptions) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer s.RemoveAll(tmp)
 	layerTmp := filepath.Join(tmp, "layer")
 	if err := os.MkdirAll(filepath.Join(layerTmp, "diff"), 0o755); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
@@ -89,7 +89,7 @@ func (s *Store) Import(r io.Reader, o ImportOptions) (*Image, error) {
 		return nil, err
 	}
 	src := &countingReader{r: io.TeeReader(dr, io.MultiWriter(dh, gz))}
-	st, err := archive.Unpack(src, filepath.Join(layerTmp, "diff"))
+	st, err := s.UnpackLayer(src, filepath.Join(layerTmp, "diff"), archive.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}

@@ -63,7 +63,7 @@ func (s *Store) ensureLayer(blob, diffID v1.Hash, fetch fetchFunc, prog *progres
 	// Whatever is here was left by a writer that died holding these locks.
 	os.Remove(blobTmp)
 	if !haveLayer {
-		if err := os.RemoveAll(layerTmp); err != nil {
+		if err := s.RemoveAll(layerTmp); err != nil {
 			return res, fmt.Errorf("clear stale layer %s: %w", layerTmp, err)
 		}
 		if err := os.MkdirAll(filepath.Join(layerTmp, "diff"), 0o755); err != nil {
@@ -74,7 +74,7 @@ func (s *Store) ensureLayer(blob, diffID v1.Hash, fetch fetchFunc, prog *progres
 	defer func() {
 		if !ok {
 			os.Remove(blobTmp)
-			os.RemoveAll(layerTmp)
+			s.RemoveAll(layerTmp)
 		}
 	}()
 
@@ -110,7 +110,7 @@ func (s *Store) ensureLayer(blob, diffID v1.Hash, fetch fetchFunc, prog *progres
 	}
 
 	if !haveLayer {
-		sizes, err := unpackVerified(src, filepath.Join(layerTmp, "diff"), diffID)
+		sizes, err := s.unpackVerified(src, filepath.Join(layerTmp, "diff"), diffID)
 		if err != nil {
 			return res, fmt.Errorf("layer %s: %w", shortID(blob), err)
 		}
@@ -150,7 +150,7 @@ func (s *Store) ensureLayer(blob, diffID v1.Hash, fetch fetchFunc, prog *progres
 
 // unpackVerified decompresses r, unpacks it into dir and checks the result's digest against
 // diffID.
-func unpackVerified(r io.Reader, dir string, diffID v1.Hash) (layerSizes, error) {
+func (s *Store) unpackVerified(r io.Reader, dir string, diffID v1.Hash) (layerSizes, error) {
 	var sizes layerSizes
 	dr, _, err := archive.Decompress(r)
 	if err != nil {
@@ -159,7 +159,7 @@ func unpackVerified(r io.Reader, dir string, diffID v1.Hash) (layerSizes, error)
 	defer dr.Close()
 	dh := sha256.New()
 	cr := &countingReader{r: io.TeeReader(dr, dh)}
-	st, err := archive.Unpack(cr, dir)
+	st, err := s.UnpackLayer(cr, dir, archive.Options{})
 	if err != nil {
 		return sizes, err
 	}

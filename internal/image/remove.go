@@ -187,7 +187,7 @@ func (s *Store) collect() (int64, error) {
 		p := filepath.Join(s.dir, "layers", e.Name())
 		freed += du(p)
 		os.Remove(filepath.Join(s.dir, "l", e.Name()[:min(16, len(e.Name()))]))
-		if err := os.RemoveAll(p); err != nil {
+		if err := s.RemoveAll(p); err != nil {
 			errs = append(errs, fmt.Errorf("remove layer %s: %w", p, err))
 		}
 	}
@@ -197,7 +197,7 @@ func (s *Store) collect() (int64, error) {
 			if d == "ingest" && strings.HasPrefix(e.Name(), "meta-") {
 				continue // an index update in flight (those take no gc.lock)
 			}
-			os.RemoveAll(filepath.Join(s.dir, d, e.Name()))
+			s.RemoveAll(filepath.Join(s.dir, d, e.Name()))
 		}
 	}
 	return freed, errors.Join(errs...)

@@ -49,6 +49,7 @@ var ErrNotFound = errors.New("no such image")
 type Store struct {
 	root string // the berth root
 	dir  string // <root>/image
+	ops  LayerOps
 }
 
 // Image is one image in the store.

@@ -126,8 +126,8 @@ func (t *tarrer) entry(rel string) (bool, error) {
 	}
 	opaque := false
 	for k, v := range xa {
-		if strings.HasPrefix(k, overlayXattrPrefix) {
-			if k == OverlayOpaqueXattr && v == "y" {
+		if strings.HasPrefix(k, overlayXattrPrefix) || strings.HasPrefix(k, userOverlayXattrPrefix) {
+			if (k == OverlayOpaqueXattr || k == UserOverlayOpaqueXattr) && v == "y" {
 				opaque = true
 			}
 			continue

@@ -39,6 +39,13 @@ const (
 	// overlayXattrPrefix is overlayfs' private namespace: a layer that sets these could
 	// redirect lookups or forge metadata, so they are never taken from a tar.
 	overlayXattrPrefix = "trusted.overlay."
+
+	// UserOverlayOpaqueXattr is the opaque marker of an overlay mounted in a user
+	// namespace (the "userxattr" option): trusted.* needs privilege over the host.
+	UserOverlayOpaqueXattr = "user.overlay.opaque"
+	// userOverlayXattrPrefix is the same private namespace for such overlays; never taken
+	// from a tar either.
+	userOverlayXattrPrefix = "user.overlay."
 )
 
 // BreakoutError reports a layer entry that tried to reach outside the layer's directory.
@@ -58,6 +65,22 @@ type Stats struct {
 	Size int64
 	// Entries is the number of tar entries applied.
 	Entries int
+	// SkippedDevices counts the device nodes a Rootless unpack could not make.
+	SkippedDevices int
+	// Unmapped counts the entries a Rootless unpack gave to root because their owner
+	// has no id in the user namespace (a user without a subordinate range).
+	Unmapped int
+}
+
+// fchownat gives an entry its owner; rootless, an owner the user namespace does not map
+// (EINVAL) becomes root, as Podman's ignore_chown_errors does.
+func (u *unpacker) fchownat(pfd int, base string, hdr *tar.Header) error {
+	err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW)
+	if err == unix.EINVAL && u.opts.Rootless {
+		u.stats.Unmapped++
+		err = unix.Fchownat(pfd, base, 0, 0, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	return err
 }
 
 // Unpack extracts the uncompressed tar stream r into dest, which must be an existing, empty
@@ -74,6 +97,12 @@ type Options struct {
 	// of recording them, for flattening layers onto one tree that already holds the layers
 	// below. Whiteouts may come in OCI form or, from Tar of a layer directory, as such.
 	ApplyWhiteouts bool
+	// Rootless unpacks as root of a user namespace (an unprivileged user's layers, read by
+	// an overlay mounted with "userxattr"): opaque directories get user.overlay.opaque,
+	// device nodes (which only the host's root may make) are skipped and counted, and
+	// trusted.* and security.* xattrs the kernel refuses are dropped, as rootless Podman
+	// does.
+	Rootless bool
 }
 
 // UnpackWith is Unpack with options.
@@ -325,7 +354,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 			return fmt.Errorf("symlink %s -> %s in layer %s: %w", rel, hdr.Linkname, u.dest, err)
 		}
 		u.stats.Size += int64(len(hdr.Linkname))
-		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := u.fchownat(pfd, base, hdr); err != nil {
 			return fmt.Errorf("chown symlink %s in layer %s: %w", rel, u.dest, err)
 		}
 		if err := u.lsetxattrs(pfd, base, hdr); err != nil {
@@ -372,6 +401,10 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		return nil
 
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		if u.opts.Rootless && hdr.Typeflag != tar.TypeFifo {
+			u.stats.SkippedDevices++
+			return nil
+		}
 		mode := uint32(hdr.Mode & 0o7777)
 		switch hdr.Typeflag {
 		case tar.TypeChar:
@@ -388,7 +421,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if err := unix.Mknodat(pfd, base, mode, int(dev)); err != nil {
 			return fmt.Errorf("mknod %s in layer %s: %w", rel, u.dest, err)
 		}
-		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := u.fchownat(pfd, base, hdr); err != nil {
 			return fmt.Errorf("chown %s in layer %s: %w", rel, u.dest, err)
 		}
 		if err := unix.Fchmodat(pfd, base, uint32(hdr.Mode&0o7777), 0); err != nil {
@@ -444,7 +477,11 @@ func (u *unpacker) whiteout(hdr *tar.Header, dir, base string) error {
 		return u.emptyDir(pfd, dir)
 	}
 	if base == whiteoutOpaque {
-		if err := unix.Fsetxattr(pfd, OverlayOpaqueXattr, []byte("y"), 0); err != nil {
+		name := OverlayOpaqueXattr
+		if u.opts.Rootless {
+			name = UserOverlayOpaqueXattr
+		}
+		if err := unix.Fsetxattr(pfd, name, []byte("y"), 0); err != nil {
 			return fmt.Errorf("mark %s opaque in layer %s: %w", dir, u.dest, err)
 		}
 		return nil
@@ -552,7 +589,12 @@ func RemoveAllAt(dirfd int, name string) error {
 // setMeta applies owner, mode and xattrs through an open descriptor. The owner goes first
 // because chown clears setuid/setgid bits.
 func (u *unpacker) setMeta(fd int, hdr *tar.Header) error {
-	if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+	err := unix.Fchown(fd, hdr.Uid, hdr.Gid)
+	if err == unix.EINVAL && u.opts.Rootless {
+		u.stats.Unmapped++
+		err = unix.Fchown(fd, 0, 0)
+	}
+	if err != nil {
 		return fmt.Errorf("chown %s in layer %s: %w", hdr.Name, u.dest, err)
 	}
 	if err := unix.Fchmod(fd, uint32(hdr.Mode&0o7777)); err != nil {
@@ -574,6 +616,9 @@ func (u *unpacker) lsetxattrs(pfd int, base string, hdr *tar.Header) error {
 				// The kernel allows no user.* xattrs on symlinks.
 				continue
 			}
+			if err == unix.EPERM && u.opts.Rootless && (strings.HasPrefix(k, "trusted.") || strings.HasPrefix(k, "security.")) {
+				continue
+			}
 			return fmt.Errorf("set xattr %s on %s in layer %s: %w", k, hdr.Name, u.dest, err)
 		}
 	}
@@ -584,7 +629,7 @@ func xattrs(hdr *tar.Header) map[string]string {
 	var m map[string]string
 	for k, v := range hdr.PAXRecords {
 		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
-		if !ok || name == "" || strings.HasPrefix(name, overlayXattrPrefix) {
+		if !ok || name == "" || strings.HasPrefix(name, overlayXattrPrefix) || strings.HasPrefix(name, userOverlayXattrPrefix) {
 			continue
 		}
 		if m == nil {

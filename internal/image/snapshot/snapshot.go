@@ -170,7 +170,7 @@ func (sn *Snapshotter) Prepare(key string, img *image.Image) (*Snapshot, error) 
 	ok := false
 	defer func() {
 		if !ok {
-			os.RemoveAll(dir)
+			sn.store.RemoveAll(dir)
 			sn.store.Release(key)
 		}
 	}()
@@ -205,7 +205,7 @@ func (sn *Snapshotter) Prepare(key string, img *image.Image) (*Snapshot, error) 
 		}
 	case Copy:
 		for i, l := range img.Layers {
-			if err := flatten(sn.store.LayerDir(l), s.Rootfs); err != nil {
+			if err := sn.store.Flatten(sn.store.LayerDir(l), s.Rootfs); err != nil {
 				return nil, fmt.Errorf("snapshot %s: copy layer %d (%s): %w", key, i, l, err)
 			}
 		}
@@ -219,17 +219,6 @@ func (sn *Snapshotter) Prepare(key string, img *image.Image) (*Snapshot, error) 
 	}
 	ok = true
 	return s, nil
-}
-
-// flatten applies one layer directory onto dst, carrying out its whiteouts.
-func flatten(layer, dst string) error {
-	pr, pw := io.Pipe()
-	go func() {
-		pw.CloseWithError(archive.Tar(pw, layer, archive.TarOptions{OverlayWhiteouts: true}))
-	}()
-	_, err := archive.UnpackWith(pr, dst, archive.Options{ApplyWhiteouts: true})
-	pr.CloseWithError(io.ErrClosedPipe)
-	return err
 }
 
 // Get returns the snapshot key.
@@ -278,13 +267,15 @@ func (sn *Snapshotter) Remove(key string) error {
 	for {
 		// Every mount stacked there goes (a container's rootfs can be mounted more than once).
 		if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil {
-			if err != unix.EINVAL && err != unix.ENOENT {
+			// An unprivileged user may not unmount anything (EPERM), and never mounted
+			// one here: its snapshots are copies.
+			if err != unix.EINVAL && err != unix.ENOENT && !(err == unix.EPERM && os.Geteuid() != 0) {
 				return fmt.Errorf("snapshot %s: unmount %s: %w", key, rootfs, err)
 			}
 			break
 		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := sn.store.RemoveAll(dir); err != nil {
 		return fmt.Errorf("snapshot %s: remove %s: %w", key, dir, err)
 	}
 	return sn.store.Release(key)

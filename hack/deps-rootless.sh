@@ -10,7 +10,11 @@ for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
-	apt-get install -y --no-install-recommends $missing
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y --no-install-recommends $missing || {
+		apt-get update
+		apt-get install -y --no-install-recommends $missing
+	}
 fi
 # slirp4netns opens /dev/net/tun as the user inside the container's namespaces. udev makes
 # it 0666 on a normal Debian system (the tun driver checks the namespace's privileges, not

@@ -76,6 +76,12 @@ func TestDetachedLifecycle(t *testing.T) {
 	eventually(t, 5*time.Second, "the second run's output", func() bool { return strings.Count(h.ok("logs", "web"), "started") == 2 })
 	// A container that ignores SIGTERM is killed after the timeout.
 	h.ok("run", "-d", "--name", "stubborn", "busybox", "sleep", "1000")
+	// As with Docker, run -d returns once the container is started, which can be a moment
+	// before its init has exec'd sleep; a TERM before that ends the init, not sleep.
+	eventually(t, 5*time.Second, "sleep running as the container's init", func() bool {
+		comm, err := os.ReadFile("/proc/" + strings.TrimSpace(h.ok("inspect", "-f", "{{.State.Pid}}", "stubborn")) + "/comm")
+		return err == nil && string(comm) == "sleep\n"
+	})
 	start = time.Now()
 	h.ok("stop", "-t", "1", "stubborn")
 	if d := time.Since(start); d < time.Second || d > 6*time.Second {

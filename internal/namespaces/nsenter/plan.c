@@ -734,13 +734,15 @@ static void do_exec(const struct op *o)
 /*
  * Until exec, the init is the pid namespace's init, to which the kernel delivers only
  * signals it handles: without a handler, `kill` of a created container would do nothing.
- * The handlers end the init as the Go init's runtime does (exec resets them).
+ * The handlers end the init (exec resets them); a pid namespace's init does not die of
+ * its own default action, so it exits with the shell's code for "killed by sig", which
+ * is what engines report for a container killed by a signal.
  */
 static void on_signal(int sig)
 {
 	signal(sig, SIG_DFL);
 	raise(sig);
-	_exit(2); /* the pid namespace's init does not die of its own default action */
+	_exit(128 + sig);
 }
 
 static void run(struct op *ops, uint32_t n) __attribute__((noreturn));

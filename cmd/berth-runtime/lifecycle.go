@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -94,10 +95,19 @@ func runCmd() *cobra.Command {
 }
 
 // terminalRequested reads process.terminal from the bundle's config (errors are left to
-// create, which reports them properly).
+// create, which reports them properly). It decodes that one field: create decodes and
+// checks the whole config right after.
 func terminalRequested(bundle string) bool {
-	spec, err := runtime.LoadSpec(bundle)
-	return err == nil && spec.Process.Terminal
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return false
+	}
+	var c struct {
+		Process *struct {
+			Terminal bool `json:"terminal"`
+		} `json:"process"`
+	}
+	return json.Unmarshal(b, &c) == nil && c.Process != nil && c.Process.Terminal
 }
 
 func startCmd() *cobra.Command {

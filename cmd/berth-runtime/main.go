@@ -43,8 +43,8 @@ func main() {
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "berth-runtime",
-		Short:         "An OCI container runtime with runc's command line",
+		Use:   "berth-runtime",
+		Short: "An OCI container runtime with runc's command line",
 		// The spec version rides in Version rather than in SetVersionTemplate: any
 		// Set*Template call links text/template, whose reflect.Method use keeps every
 		// exported method of every reachable type in the binary. Measured: 1.3 MB less

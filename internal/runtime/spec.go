@@ -15,19 +15,26 @@ import (
 
 // LoadSpec reads <bundle>/config.json and checks what berth needs of it.
 func LoadSpec(bundle string) (*specs.Spec, error) {
+	spec, _, err := loadSpec(bundle)
+	return spec, err
+}
+
+// loadSpec is LoadSpec that also returns the file's bytes, which create stores and sends to
+// the init as they are: encoding the spec again costs more than the copy.
+func loadSpec(bundle string) (*specs.Spec, []byte, error) {
 	path := filepath.Join(bundle, configFile)
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read OCI config: %w", err)
+		return nil, nil, fmt.Errorf("read OCI config: %w", err)
 	}
 	spec := &specs.Spec{}
 	if err := json.Unmarshal(b, spec); err != nil {
-		return nil, fmt.Errorf("OCI config %s is not valid JSON: %w", path, err)
+		return nil, nil, fmt.Errorf("OCI config %s is not valid JSON: %w", path, err)
 	}
 	if err := validateSpec(spec, bundle); err != nil {
-		return nil, fmt.Errorf("OCI config %s: %w", path, err)
+		return nil, nil, fmt.Errorf("OCI config %s: %w", path, err)
 	}
-	return spec, nil
+	return spec, b, nil
 }
 
 // rootfsPath is root.path made absolute against the bundle.

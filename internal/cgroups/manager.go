@@ -222,6 +222,26 @@ func (m *manager) Create() error {
 // values of the next, so each file is read at most once per level, and a directory made
 // here is known to be empty and not read at all.
 func mkdirs(mnt, dir string, cpuset bool, created *[]string) error {
+	// Every container after the first finds the parents (/berth) in place: one mkdir, and
+	// for cpuset the parent's values, unless they are empty too, when the walk below fills
+	// every level from the top.
+	if err := unix.Mkdir(dir, 0o755); err == nil {
+		*created = append(*created, dir)
+		if !cpuset {
+			return nil
+		}
+		parentDir := path.Dir(dir)
+		pv, err := readCpuset(parentDir)
+		if err != nil {
+			return err
+		}
+		if pv[0] != "" && pv[1] != "" {
+			_, err := cpusetInherit(parentDir, dir, true, &pv)
+			return err
+		}
+	} else if err != unix.ENOENT && err != unix.EEXIST {
+		return fmt.Errorf("cgroups: mkdir %s: %w", dir, err)
+	}
 	rel := strings.TrimPrefix(dir, mnt)
 	cur := mnt
 	var parent *cpusetValues

@@ -27,12 +27,10 @@ func loadSpec(bundle string) (*specs.Spec, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read OCI config: %w", err)
 	}
-	var ls linuxSpec
-	if err := json.Unmarshal(b, &ls); err != nil {
+	spec, err := decodeSpec(b)
+	if err != nil {
 		return nil, nil, fmt.Errorf("OCI config %s is not valid JSON: %w", path, err)
 	}
-	spec := &specs.Spec{Version: ls.Version, Process: ls.Process, Root: ls.Root, Hostname: ls.Hostname,
-		Domainname: ls.Domainname, Mounts: ls.Mounts, Hooks: ls.Hooks, Annotations: ls.Annotations, Linux: ls.Linux}
 	if err := validateSpec(spec, bundle); err != nil {
 		return nil, nil, fmt.Errorf("OCI config %s: %w", path, err)
 	}
@@ -55,6 +53,16 @@ type linuxSpec struct {
 	Hooks       *specs.Hooks      `json:"hooks,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	Linux       *specs.Linux      `json:"linux,omitempty"`
+}
+
+// decodeSpec decodes a config through linuxSpec.
+func decodeSpec(b []byte) (*specs.Spec, error) {
+	var ls linuxSpec
+	if err := json.Unmarshal(b, &ls); err != nil {
+		return nil, err
+	}
+	return &specs.Spec{Version: ls.Version, Process: ls.Process, Root: ls.Root, Hostname: ls.Hostname,
+		Domainname: ls.Domainname, Mounts: ls.Mounts, Hooks: ls.Hooks, Annotations: ls.Annotations, Linux: ls.Linux}, nil
 }
 
 // rootfsPath is root.path made absolute against the bundle.

@@ -16,14 +16,13 @@ import (
 
 	"github.com/berth-containers/berth/internal/runtime"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
 
-func pauseCmd() *cobra.Command {
-	return &cobra.Command{
+func pauseCmd() *command {
+	return &command{
 		Use: "pause CONTAINER_ID", Short: "Freeze every process of a container", Args: oneID,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := newRuntime()
 			if err != nil {
 				return err
@@ -33,10 +32,10 @@ func pauseCmd() *cobra.Command {
 	}
 }
 
-func resumeCmd() *cobra.Command {
-	return &cobra.Command{
+func resumeCmd() *command {
+	return &command{
 		Use: "resume CONTAINER_ID", Short: "Thaw a paused container", Args: oneID,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := newRuntime()
 			if err != nil {
 				return err
@@ -46,13 +45,13 @@ func resumeCmd() *cobra.Command {
 	}
 }
 
-func psCmd() *cobra.Command {
+func psCmd() *command {
 	var format string
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "ps [flags] CONTAINER_ID [ps options]",
 		Short: "List the processes of a container (ps -ef by default)",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		Args:  minArgs(1),
+		RunE: func(cmd *command, args []string) error {
 			r, err := newRuntime()
 			if err != nil {
 				return err
@@ -118,14 +117,14 @@ func psTable(pids []int, psArgs []string) error {
 	return nil
 }
 
-func eventsCmd() *cobra.Command {
+func eventsCmd() *command {
 	var stats bool
 	var interval time.Duration
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "events [flags] CONTAINER_ID",
 		Short: "Print a container's stats and OOM events as JSON lines",
 		Args:  oneID,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := newRuntime()
 			if err != nil {
 				return err
@@ -160,13 +159,13 @@ type updateFlags struct {
 	pidsLimit                                      int64
 }
 
-func updateCmd() *cobra.Command {
+func updateCmd() *command {
 	var u updateFlags
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "update [flags] CONTAINER_ID",
 		Short: "Change a running container's resource limits",
 		Args:  oneID,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			res, err := u.build(cmd)
 			if err != nil {
 				return err
@@ -196,7 +195,7 @@ func updateCmd() *cobra.Command {
 	return cmd
 }
 
-func (u *updateFlags) build(cmd *cobra.Command) (*specs.LinuxResources, error) {
+func (u *updateFlags) build(cmd *command) (*specs.LinuxResources, error) {
 	res := &specs.LinuxResources{}
 	if u.resources != "" {
 		var rd io.Reader = os.Stdin

@@ -9,7 +9,6 @@ import (
 
 	"github.com/berth-containers/berth/internal/runtime"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/spf13/cobra"
 )
 
 type execFlags struct {
@@ -20,13 +19,13 @@ type execFlags struct {
 	preserveFDs                                                         int
 }
 
-func execCmd() *cobra.Command {
+func execCmd() *command {
 	var f execFlags
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "exec [flags] CONTAINER_ID [COMMAND [ARG...]]",
 		Short: "Run a new process inside a running container",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		Args:  minArgs(1),
+		RunE: func(cmd *command, args []string) error {
 			r, err := newRuntime()
 			if err != nil {
 				return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,7 +11,6 @@ import (
 	"time"
 
 	"github.com/berth-containers/berth/internal/runtime"
-	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,7 +20,7 @@ type createFlags struct {
 	preserveFDs                    int
 }
 
-func (c *createFlags) register(cmd *cobra.Command) {
+func (c *createFlags) register(cmd *command) {
 	f := cmd.Flags()
 	f.StringVarP(&c.bundle, "bundle", "b", ".", "path to the root of the bundle directory")
 	f.StringVar(&c.pidFile, "pid-file", "", "write the container's init pid to this file")
@@ -37,13 +37,13 @@ func (c *createFlags) opts() runtime.CreateOpts {
 	}
 }
 
-func createCmd() *cobra.Command {
+func createCmd() *command {
 	var cf createFlags
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "create [flags] CONTAINER_ID",
 		Short: "Create a container and leave it waiting for start",
 		Args:  oneID,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := newRuntime()
 			if err != nil {
 				return err
@@ -55,14 +55,14 @@ func createCmd() *cobra.Command {
 	return cmd
 }
 
-func runCmd() *cobra.Command {
+func runCmd() *command {
 	var cf createFlags
 	var detach, keep bool
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "run [flags] CONTAINER_ID",
 		Short: "Create and start a container, and wait for it unless detached",
 		Args:  oneID,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := newRuntime()
 			if err != nil {
 				return err
@@ -94,18 +94,27 @@ func runCmd() *cobra.Command {
 }
 
 // terminalRequested reads process.terminal from the bundle's config (errors are left to
-// create, which reports them properly).
+// create, which reports them properly). It decodes that one field: create decodes and
+// checks the whole config right after.
 func terminalRequested(bundle string) bool {
-	spec, err := runtime.LoadSpec(bundle)
-	return err == nil && spec.Process.Terminal
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return false
+	}
+	var c struct {
+		Process *struct {
+			Terminal bool `json:"terminal"`
+		} `json:"process"`
+	}
+	return json.Unmarshal(b, &c) == nil && c.Process != nil && c.Process.Terminal
 }
 
-func startCmd() *cobra.Command {
-	return &cobra.Command{
+func startCmd() *command {
+	return &command{
 		Use:   "start CONTAINER_ID",
 		Short: "Start the user's program of a created container",
 		Args:  oneID,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := newRuntime()
 			if err != nil {
 				return err
@@ -115,12 +124,12 @@ func startCmd() *cobra.Command {
 	}
 }
 
-func stateCmd() *cobra.Command {
-	return &cobra.Command{
+func stateCmd() *command {
+	return &command{
 		Use:   "state CONTAINER_ID",
 		Short: "Print the state of a container as JSON",
 		Args:  oneID,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := newRuntime()
 			if err != nil {
 				return err
@@ -134,18 +143,18 @@ func stateCmd() *cobra.Command {
 	}
 }
 
-func killCmd() *cobra.Command {
+func killCmd() *command {
 	var all bool
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "kill [flags] CONTAINER_ID [SIGNAL]",
 		Short: "Send a signal (default SIGTERM) to a container's init",
-		Args: func(cmd *cobra.Command, args []string) error {
+		Args: func(cmd *command, args []string) error {
 			if len(args) < 1 || len(args) > 2 {
 				return fmt.Errorf("kill: expects a container id and an optional signal, got %d arguments", len(args))
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			sig := unix.SIGTERM
 			if len(args) == 2 {
 				var err error
@@ -177,13 +186,13 @@ func parseSignal(s string) (unix.Signal, error) {
 	return 0, fmt.Errorf("unknown signal %q", s)
 }
 
-func deleteCmd() *cobra.Command {
+func deleteCmd() *command {
 	var force bool
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "delete [flags] CONTAINER_ID",
 		Short: "Delete a container and everything it holds",
 		Args:  oneID,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := newRuntime()
 			if err != nil {
 				return err
@@ -195,14 +204,14 @@ func deleteCmd() *cobra.Command {
 	return cmd
 }
 
-func listCmd() *cobra.Command {
+func listCmd() *command {
 	var format string
 	var quiet bool
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "list [flags]",
 		Short: "List containers",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		Args:  noArgs,
+		RunE: func(cmd *command, args []string) error {
 			r, err := newRuntime()
 			if err != nil {
 				return err
@@ -241,14 +250,14 @@ func listCmd() *cobra.Command {
 	return cmd
 }
 
-func specCmd() *cobra.Command {
+func specCmd() *command {
 	var bundle string
 	var rootless bool
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "spec [flags]",
 		Short: "Write a hardened default config.json into the bundle",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		Args:  noArgs,
+		RunE: func(cmd *command, args []string) error {
 			path := filepath.Join(bundle, "config.json")
 			if _, err := os.Stat(path); err == nil {
 				return fmt.Errorf("spec: %s already exists; remove it first", path)

@@ -13,7 +13,6 @@ import (
 	_ "github.com/berth-containers/berth/internal/namespaces/nsenter"
 	"github.com/berth-containers/berth/internal/runtime"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/spf13/cobra"
 )
 
 var version = "dev"
@@ -34,52 +33,50 @@ func main() {
 	if runtime.IsInit() {
 		runtime.InitMain() // never returns
 	}
-	root := newRootCmd()
-	if err := root.Execute(); err != nil {
+	if err := newCLI().execute(os.Args[1:]); err != nil {
 		logError(err)
 		os.Exit(1)
 	}
 }
 
-func newRootCmd() *cobra.Command {
-	root := &cobra.Command{
-		Use:           "berth-runtime",
-		Short:         "An OCI container runtime with runc's command line",
-		Version:       version,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			if globals.log != "" {
-				f, err := os.OpenFile(globals.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_SYNC, 0o644)
-				if err != nil {
-					return fmt.Errorf("--log %s: %w", globals.log, err)
-				}
-				logOut = f
-			}
-			switch globals.logFormat {
-			case "text", "json":
-			default:
-				return fmt.Errorf("--log-format %q: must be text or json", globals.logFormat)
-			}
-			if globals.debug {
-				start := time.Now()
-				logMsg("debug", fmt.Sprintf("berth-runtime %s", strings.Join(os.Args[1:], " ")))
-				cobra.OnFinalize(func() { logMsg("debug", fmt.Sprintf("%s took %v", cmd.Name(), time.Since(start))) })
-			}
-			switch globals.rootless {
-			case "auto", "true", "false":
-				// berth decides by the effective uid: an unprivileged caller gets a
-				// cgroup only where one is delegated, whatever this flag says.
-			default:
-				return fmt.Errorf("--rootless %q: must be true, false or auto", globals.rootless)
-			}
-			if globals.systemdCgroup {
-				return fmt.Errorf("--systemd-cgroup: the systemd cgroup driver is not supported yet; berth manages cgroupfs directly")
-			}
-			return nil
-		},
+func newCLI() *cli {
+	c := &cli{
+		name:    "berth-runtime",
+		short:   "An OCI container runtime with runc's command line",
+		version: version + "\nspec: " + specs.Version,
+		global:  newFlagSet("berth-runtime"),
 	}
-	f := root.PersistentFlags()
+	c.preRun = func(cmd *command) error {
+		if globals.log != "" {
+			f, err := os.OpenFile(globals.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_SYNC, 0o644)
+			if err != nil {
+				return fmt.Errorf("--log %s: %w", globals.log, err)
+			}
+			logOut = f
+		}
+		switch globals.logFormat {
+		case "text", "json":
+		default:
+			return fmt.Errorf("--log-format %q: must be text or json", globals.logFormat)
+		}
+		if globals.debug {
+			start := time.Now()
+			logMsg("debug", fmt.Sprintf("berth-runtime %s", strings.Join(os.Args[1:], " ")))
+			c.finalize = append(c.finalize, func() { logMsg("debug", fmt.Sprintf("%s took %v", cmd.Name(), time.Since(start))) })
+		}
+		switch globals.rootless {
+		case "auto", "true", "false":
+			// berth decides by the effective uid: an unprivileged caller gets a
+			// cgroup only where one is delegated, whatever this flag says.
+		default:
+			return fmt.Errorf("--rootless %q: must be true, false or auto", globals.rootless)
+		}
+		if globals.systemdCgroup {
+			return fmt.Errorf("--systemd-cgroup: the systemd cgroup driver is not supported yet; berth manages cgroupfs directly")
+		}
+		return nil
+	}
+	f := c.global
 	f.StringVar(&globals.root, "root", runtime.DefaultRootFor(), "root directory for storage of container state")
 	f.StringVar(&globals.log, "log", "", "write log messages to this file (default: stderr only)")
 	f.StringVar(&globals.logFormat, "log-format", "text", "log format: text or json")
@@ -88,19 +85,18 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&globals.rootless, "rootless", "auto", "ignore cgroup permission errors (true, false or auto)")
 	f.String("criu", "", "path to criu (checkpoint/restore is not supported; accepted for compatibility)")
 	f.Lookup("criu").Hidden = true
-	root.SetVersionTemplate("berth-runtime version {{.Version}}\nspec: " + specs.Version + "\n")
 
-	root.AddCommand(createCmd(), runCmd(), startCmd(), stateCmd(), killCmd(), deleteCmd(), listCmd(), specCmd(),
-		pauseCmd(), resumeCmd(), psCmd(), eventsCmd(), updateCmd(), execCmd(), featuresCmd())
-	return root
+	c.commands = []*command{createCmd(), runCmd(), startCmd(), stateCmd(), killCmd(), deleteCmd(), listCmd(), specCmd(),
+		pauseCmd(), resumeCmd(), psCmd(), eventsCmd(), updateCmd(), execCmd(), featuresCmd()}
+	return c
 }
 
-func featuresCmd() *cobra.Command {
-	return &cobra.Command{
+func featuresCmd() *command {
+	return &command{
 		Use:   "features",
 		Short: "Print what this runtime supports on this host (the runtime spec's features JSON)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		Args:  noArgs,
+		RunE: func(cmd *command, args []string) error {
 			return printJSON(runtime.Features())
 		},
 	}
@@ -134,7 +130,7 @@ func logMsg(level, msg string) {
 }
 
 // oneID is the Args check of commands that take exactly a container id.
-func oneID(cmd *cobra.Command, args []string) error {
+func oneID(cmd *command, args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("%s: expects exactly one container id, got %d arguments", cmd.Name(), len(args))
 	}

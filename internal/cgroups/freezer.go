@@ -149,3 +149,14 @@ func waitEvent(dir, key string, want uint64, timeout time.Duration) error {
 		}
 	}
 }
+
+// IsFrozen tells whether the cgroup that Paths returned as paths is frozen. It needs no
+// mount table (unlike Load): the freezer directory, or the cgroup2 one, is in paths, so the
+// `state` of a running container costs two system calls here. No cgroup is never frozen.
+func IsFrozen(paths map[string]string) (bool, error) {
+	if len(paths) == 0 {
+		return false, nil
+	}
+	m := &manager{paths: paths, v2dir: paths[""]}
+	return m.Frozen()
+}

@@ -3,9 +3,11 @@ package cgroups
 import (
 	"bytes"
 	"fmt"
-	"github.com/berth-containers/berth/internal/mountinfo"
 	"os"
 	"strings"
+	"sync"
+
+	"github.com/berth-containers/berth/internal/mountinfo"
 )
 
 // knownV1 are the v1 subsystems (and the one named hierarchy) a container gets a directory
@@ -45,12 +47,31 @@ func DetectLayout() (Layout, error) {
 	return m.layout, nil
 }
 
+// mountsCache keeps the layout for the life of the process: commands such as delete load
+// a manager twice (status, then destroy), and mountinfo is long on busy hosts, while the
+// cgroup mounts do not change under a running runtime. A failed read is not cached.
+var mountsCache struct {
+	sync.Mutex
+	m *mounts
+}
+
+// readMounts returns the host's cgroup layout; the result is shared and must not be changed.
 func readMounts() (*mounts, error) {
+	mountsCache.Lock()
+	defer mountsCache.Unlock()
+	if mountsCache.m != nil {
+		return mountsCache.m, nil
+	}
 	data, err := os.ReadFile(mountinfoPath)
 	if err != nil {
 		return nil, fmt.Errorf("cgroups: read %s: %w", mountinfoPath, err)
 	}
-	return parseMounts(data)
+	m, err := parseMounts(data)
+	if err != nil {
+		return nil, err
+	}
+	mountsCache.m = m
+	return m, nil
 }
 
 // parseMounts builds the layout from mountinfo text. The first mount of each hierarchy

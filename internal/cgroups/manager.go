@@ -218,48 +218,106 @@ func (m *manager) Create() error {
 
 // mkdirs makes dir and its missing parents below the mount. v1 cpuset directories start
 // with empty cpuset.cpus and cpuset.mems, and a process cannot join such a cgroup, so each
-// level copies its parent's values when empty.
+// level gets its parent's values when empty. The values read at one level are the parent
+// values of the next, so each file is read at most once per level, and a directory made
+// here is known to be empty and not read at all.
 func mkdirs(mnt, dir string, cpuset bool, created *[]string) error {
+	// Every container after the first finds the parents (/berth) in place: one mkdir, and
+	// for cpuset the parent's values, unless they are empty too, when the walk below fills
+	// every level from the top.
+	if err := unix.Mkdir(dir, 0o755); err == nil {
+		*created = append(*created, dir)
+		if !cpuset {
+			return nil
+		}
+		parentDir := path.Dir(dir)
+		pv, err := readCpuset(parentDir)
+		if err != nil {
+			return err
+		}
+		if pv[0] != "" && pv[1] != "" {
+			_, err := cpusetInherit(parentDir, dir, true, &pv)
+			return err
+		}
+	} else if err != unix.ENOENT && err != unix.EEXIST {
+		return fmt.Errorf("cgroups: mkdir %s: %w", dir, err)
+	}
 	rel := strings.TrimPrefix(dir, mnt)
 	cur := mnt
+	var parent *cpusetValues
 	for _, c := range strings.Split(rel, "/") {
 		if c == "" {
 			continue
 		}
-		parent := cur
+		parentDir := cur
 		cur += "/" + c
+		made := false
 		if err := os.Mkdir(cur, 0o755); err == nil {
 			*created = append(*created, cur)
+			made = true
 		} else if !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("cgroups: %w", err)
 		}
 		if cpuset {
-			if err := cpusetInherit(parent, cur); err != nil {
+			v, err := cpusetInherit(parentDir, cur, made, parent)
+			if err != nil {
 				return err
 			}
+			parent = &v
 		}
 	}
 	return nil
 }
 
-func cpusetInherit(parent, dir string) error {
-	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-		cur, err := readFile(dir, f)
+// cpusetValues are a v1 cpuset cgroup's cpuset.cpus and cpuset.mems.
+type cpusetValues [2]string
+
+var cpusetFiles = [2]string{"cpuset.cpus", "cpuset.mems"}
+
+func readCpuset(dir string) (cpusetValues, error) {
+	var v cpusetValues
+	for i, f := range cpusetFiles {
+		s, err := readFile(dir, f)
 		if err != nil {
-			return fmt.Errorf("cgroups: %w", err)
+			return v, fmt.Errorf("cgroups: %w", err)
 		}
-		if strings.TrimSpace(cur) != "" {
-			continue
+		v[i] = strings.TrimSpace(s)
+	}
+	return v, nil
+}
+
+// cpusetInherit fills dir's empty cpuset values with its parent's and returns dir's values.
+// parent holds the parent's values when the caller has them (nil: read them if needed). A
+// directory just made is empty, unless cgroup.clone_children copied the parent's values,
+// which writing them again does not change.
+func cpusetInherit(parentDir, dir string, made bool, parent *cpusetValues) (cpusetValues, error) {
+	var cur cpusetValues
+	if !made {
+		var err error
+		if cur, err = readCpuset(dir); err != nil {
+			return cur, err
 		}
-		pv, err := readFile(parent, f)
-		if err != nil {
-			return fmt.Errorf("cgroups: %w", err)
-		}
-		if err := writeFile(dir, f, strings.TrimSpace(pv)); err != nil {
-			return fmt.Errorf("cgroups: copy %s from the parent cgroup (v1 leaves it empty): %w", f, err)
+		if cur[0] != "" && cur[1] != "" {
+			return cur, nil
 		}
 	}
-	return nil
+	if parent == nil {
+		v, err := readCpuset(parentDir)
+		if err != nil {
+			return cur, err
+		}
+		parent = &v
+	}
+	for i, f := range cpusetFiles {
+		if cur[i] != "" {
+			continue
+		}
+		if err := writeFile(dir, f, parent[i]); err != nil {
+			return cur, fmt.Errorf("cgroups: copy %s from the parent cgroup (v1 leaves it empty): %w", f, err)
+		}
+		cur[i] = parent[i]
+	}
+	return cur, nil
 }
 
 // makeV2 makes the v2 directory level by level, enabling in each parent's
@@ -450,6 +508,18 @@ func (m *manager) killFrozen() error {
 const rmdirTimeout = 5 * time.Second
 
 func (m *manager) Destroy() error {
+	// A container whose processes have all exited (the usual delete) leaves empty
+	// directories: removing them at once spares the freeze, the listing, the kill and the
+	// thaw. rmdir fails with EBUSY on a cgroup that still holds processes or children.
+	busy := false
+	for _, d := range m.allDirs() {
+		if err := unix.Rmdir(d); err != nil && err != unix.ENOENT {
+			busy = true
+		}
+	}
+	if !busy {
+		return nil
+	}
 	if exists(m.procsDir()) || (m.v2dir != "" && exists(m.v2dir)) {
 		if err := m.Kill(unix.SIGKILL); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err

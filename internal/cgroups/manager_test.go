@@ -98,7 +98,7 @@ func TestCreateAddProcPidsDestroy(t *testing.T) {
 		t.Fatal(err)
 	}
 	if d, ok := paths["cpuset"]; ok && sub == d+"/sub" {
-		if err := cpusetInherit(d, sub); err != nil {
+		if _, err := cpusetInherit(d, sub, true, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

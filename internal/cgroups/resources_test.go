@@ -211,6 +211,9 @@ func TestFreezeStopsAndThawRestartsCounter(t *testing.T) {
 	if fr, err := m.Frozen(); err != nil || !fr {
 		t.Fatalf("Frozen after Freeze = %v, %v", fr, err)
 	}
+	if fr, err := IsFrozen(m.Paths()); err != nil || !fr {
+		t.Fatalf("IsFrozen(%v) after Freeze = %v, %v", m.Paths(), fr, err)
+	}
 	a := read()
 	time.Sleep(300 * time.Millisecond)
 	if b := read(); a != b {
@@ -221,6 +224,9 @@ func TestFreezeStopsAndThawRestartsCounter(t *testing.T) {
 	}
 	if fr, err := m.Frozen(); err != nil || fr {
 		t.Fatalf("Frozen after Thaw = %v, %v", fr, err)
+	}
+	if fr, err := IsFrozen(m.Paths()); err != nil || fr {
+		t.Fatalf("IsFrozen(%v) after Thaw = %v, %v", m.Paths(), fr, err)
 	}
 	c := waitChange(a)
 	t.Logf("counter %s while frozen, %s after thaw", strings.TrimSpace(a), strings.TrimSpace(c))

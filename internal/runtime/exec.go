@@ -42,7 +42,7 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 		return -1, err
 	}
 	st := r.status(h, rec)
-	spec, err := h.spec()
+	spec, err := h.linuxSpec()
 	h.unlock()
 	if err != nil {
 		return -1, err

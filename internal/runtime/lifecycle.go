@@ -25,10 +25,8 @@ func (r *Runtime) status(h *handle, rec *Record) Status {
 	if initWaiting(h) {
 		return StatusCreated
 	}
-	if cg, err := cgroups.Load(rec.CgroupPaths); err == nil {
-		if frozen, err := cg.Frozen(); err == nil && frozen {
-			return StatusPaused
-		}
+	if frozen, err := cgroups.IsFrozen(rec.CgroupPaths); err == nil && frozen {
+		return StatusPaused
 	}
 	return StatusRunning
 }

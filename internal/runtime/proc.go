@@ -12,7 +12,7 @@ import (
 
 // ProcStat reads the state letter and start time (field 22) of /proc/<pid>/stat.
 func ProcStat(pid int) (state byte, start uint64, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	b, err := readProcFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -30,6 +30,33 @@ func ProcStat(pid int) (state byte, start uint64, err error) {
 		return 0, 0, fmt.Errorf("parse /proc/%d/stat start time: %w", pid, err)
 	}
 	return f[0][0], start, nil
+}
+
+// readProcFile reads a small /proc file with open, read and close (os.ReadFile adds an
+// fstat, poller registration and more reads; ProcStat runs several times per command).
+func readProcFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	b := make([]byte, 0, 1024)
+	for {
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // Alive tells whether pid is still the process that started at start (any, when start is

@@ -94,12 +94,23 @@ func (r *Runtime) Spec(id string) (*specs.Spec, error) {
 }
 
 func (h *handle) spec() (*specs.Spec, error) {
+	return h.readSpec(func(b []byte) (*specs.Spec, error) {
+		spec := &specs.Spec{}
+		return spec, json.Unmarshal(b, spec)
+	})
+}
+
+// linuxSpec reads the stored config without the other platforms' sections (decodeSpec), for
+// exec, which only reads it; update writes it back, and Spec returns it, whole.
+func (h *handle) linuxSpec() (*specs.Spec, error) { return h.readSpec(decodeSpec) }
+
+func (h *handle) readSpec(decode func([]byte) (*specs.Spec, error)) (*specs.Spec, error) {
 	b, err := os.ReadFile(h.path(configFile))
 	if err != nil {
 		return nil, fmt.Errorf("container %s: read stored config: %w", h.id, err)
 	}
-	spec := &specs.Spec{}
-	if err := json.Unmarshal(b, spec); err != nil {
+	spec, err := decode(b)
+	if err != nil {
 		return nil, fmt.Errorf("container %s: stored config is corrupt: %w", h.id, err)
 	}
 	if spec.Linux == nil {

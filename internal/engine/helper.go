@@ -257,6 +257,9 @@ func isMounted(dir string) bool {
 // directory (the init joins it), so that the hosts, resolv.conf and hostname files exist
 // before the runtime bind-mounts them. The bind mount is released by teardown.
 func (e *Engine) setupNetwork(l *lockedDir, c *Container, st *State, in *specInputs) (*NetworkState, error) {
+	if isNone(c) {
+		return e.setupNone(l, c, in)
+	}
 	nets, err := e.networks()
 	if err != nil {
 		return nil, err
@@ -294,7 +297,7 @@ func (e *Engine) setupNetwork(l *lockedDir, c *Container, st *State, in *specInp
 		a.Hostname = ""
 	default:
 		path := l.path("netns")
-		if err := newNetns(path, c.HostConfig.Sysctls); err != nil {
+		if err := newNetns(path, c.HostConfig.Sysctls, false); err != nil {
 			return nil, err
 		}
 		a.NetnsPath = path
@@ -429,9 +432,9 @@ func rewriteInPlace(path, s string) error {
 }
 
 // newNetns makes a network namespace, writes the net.* sysctls into it, and bind-mounts it
-// at path. The thread that made it is left locked, so the Go runtime retires it rather
-// than reusing it in that namespace.
-func newNetns(path string, sysctls map[string]string) error {
+// at path, with lo up if asked. The thread that made it is left locked, so the Go runtime
+// retires it rather than reusing it in that namespace.
+func newNetns(path string, sysctls map[string]string, lo bool) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("network namespace: create %s: %w", path, err)
@@ -443,6 +446,12 @@ func newNetns(path string, sysctls map[string]string) error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("network namespace: unshare: %w", err)
 			return
+		}
+		if lo {
+			if err := loUp(); err != nil {
+				errc <- err
+				return
+			}
 		}
 		// /proc/sys/net shows the network namespace of the thread that opens it.
 		for k, v := range sysctls {
@@ -526,7 +535,9 @@ func (e *Engine) teardown(l *lockedDir, c *Container, st *State, rt ociRuntime) 
 	// has to set them down.
 	releaseNetns(l.path("netns"))
 	trace("teardown netns released")
-	if nets, err := e.networks(); err == nil {
+	if isNone(c) {
+		// The engine's own (setupNone): nothing of it is in the network manager.
+	} else if nets, err := e.networks(); err == nil {
 		if err := detach(nets, c.ID); err != nil {
 			e.warn("container %s: %v", short(c.ID), err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/berth-containers/berth/internal/cgroups"
 	"github.com/berth-containers/berth/internal/engine/monitor"
 	"github.com/berth-containers/berth/internal/network"
+	"github.com/berth-containers/berth/internal/runtime"
 )
 
 // IsHelper tells whether this process was started by berth-monitor as its helper; the
@@ -98,7 +99,8 @@ func StartErrorCode(err error) int {
 
 // helperStart creates and starts the container for its monitor (which is our parent), and
 // returns the init's pid. With restart, a container stopped by the user meanwhile is not
-// started (stopped is true).
+// started (stopped is true). A first start that the berth command driving it left
+// halfway (it was killed) is finished if its init was created, else redone.
 func (e *Engine) helperStart(id string, restart bool, stdio [3]*os.File) (pid int, stopped bool, err error) {
 	l, err := e.lockID(id, false)
 	if err != nil {
@@ -112,12 +114,26 @@ func (e *Engine) helperStart(id string, restart bool, stdio [3]*os.File) (pid in
 	if restart && st.ManualStop {
 		return 0, true, nil
 	}
-	if st.Pid > 0 && alive(st.Pid, st.PidStart) {
-		return 0, false, fmt.Errorf("container %s is already running", short(id))
-	}
 	rt, err := e.ociRuntime(c.HostConfig.Runtime)
 	if err != nil {
 		return 0, false, err
+	}
+	if !restart {
+		if pid, ok := e.resumeStart(l, c, st, rt); ok {
+			return pid, false, nil
+		}
+	}
+	pid, err = e.startLocked(l, c, st, rt, stdio, nil, os.Getppid())
+	return pid, false, err
+}
+
+// startLocked starts the container, whose directory l is locked: whatever a run whose
+// exit was never handled left is torn down first; a failure is torn down and recorded.
+// link is the monitor's spawn socket when this process drives the create for the
+// monitor monPid, nil in the monitor's helper (monPid is then our parent).
+func (e *Engine) startLocked(l *lockedDir, c *Container, st *State, rt ociRuntime, stdio [3]*os.File, link *monitorLink, monPid int) (int, error) {
+	if st.Pid > 0 && alive(st.Pid, st.PidStart) {
+		return 0, fmt.Errorf("container %s is already running", short(c.ID))
 	}
 	// Whatever a run whose exit was never handled left (its monitor was killed).
 	if e.leftovers(l, c, st) {
@@ -125,7 +141,7 @@ func (e *Engine) helperStart(id string, restart bool, stdio [3]*os.File) (pid in
 	}
 	os.Remove(l.path(monitor.ExitFile))
 
-	pid, err = e.startRun(l, c, st, rt, stdio)
+	pid, err := e.startRun(l, c, st, rt, stdio, link, monPid)
 	if err != nil {
 		e.teardown(l, c, st, rt)
 		st.Error = err.Error()
@@ -137,12 +153,12 @@ func (e *Engine) helperStart(id string, restart bool, stdio [3]*os.File) (pid in
 		if werr := l.writeState(st); werr != nil {
 			e.warn("%v", werr)
 		}
-		return 0, false, err
+		return 0, err
 	}
-	return pid, false, nil
+	return pid, nil
 }
 
-func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, stdio [3]*os.File) (int, error) {
+func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, stdio [3]*os.File, link *monitorLink, monPid int) (int, error) {
 	trace("H start")
 	sn, err := e.snapshotter()
 	if err != nil {
@@ -212,13 +228,30 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 	}
 	console := ""
 	if c.Config.Tty {
+		// The helper runs in the container's directory; this process reaches it through
+		// the lock's descriptor (a socket path has 108 bytes at most).
 		console = monitor.ConsoleSocket
+		if link != nil {
+			console = fmt.Sprintf("/proc/self/fd/%d/%s", l.f.Fd(), monitor.ConsoleSocket)
+		}
+	}
+	var spawn runtime.Spawner
+	if link != nil {
+		if err := link.waitReady(); err != nil {
+			return 0, err
+		}
+		spawn = link.spawn
 	}
 	trace("H spec")
-	pid, err := rt.create(c.ID, l.dir, stdio, console)
+	pid, err := rt.create(c.ID, l.dir, stdio, console, spawn)
 	trace("H created")
 	if err != nil {
 		return 0, err
+	}
+	if link != nil {
+		if err := link.send(monitor.SpawnCreated, strconv.Itoa(pid)); err != nil {
+			return 0, err
+		}
 	}
 	_, start, err := procStat(pid)
 	if err != nil {
@@ -231,7 +264,7 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 	now := time.Now().UTC()
 	st.Status = StatusRunning
 	st.Pid, st.PidStart = pid, start
-	st.MonitorPid = os.Getppid()
+	st.MonitorPid = monPid
 	if _, ms, err := procStat(st.MonitorPid); err == nil {
 		st.MonitorStart = ms
 	}

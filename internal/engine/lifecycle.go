@@ -62,13 +62,23 @@ func (e *Engine) Start(ref string, want byte) (*Session, error) {
 			return nil, fmt.Errorf("cannot start container %s: it is being started by another berth", c.Name)
 		}
 	}
+	rt, err := e.ociRuntime(c.HostConfig.Runtime)
+	if err != nil {
+		l.unlock()
+		return nil, err
+	}
+	if _, ok := rt.(*builtinRuntime); ok {
+		return e.startHere(l, c, st, rt, want)
+	}
+	// Another runtime's init is the child of its create command, so the monitor must
+	// run that: its helper does the whole start.
 	conn, theirs, err := socketpair()
 	if err != nil {
 		l.unlock()
 		return nil, err
 	}
 	trace("start spawn")
-	pid, pstart, err := e.spawnMonitor(l, c, theirs)
+	pid, pstart, err := e.spawnMonitor(l, c, theirs, nil)
 	trace("start spawned")
 	theirs.Close()
 	if err != nil {
@@ -106,8 +116,9 @@ func (e *Engine) Start(ref string, want byte) (*Session, error) {
 }
 
 // spawnMonitor starts berth-monitor for the container, detached in its own session, with
-// its end of the client connection as descriptor 3.
-func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client *os.File) (int, uint64, error) {
+// its end of the client connection and of the spawn socket (each if not nil) as
+// descriptors 3 and on.
+func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client, spawn *os.File) (int, uint64, error) {
 	mon, err := e.monitorExe()
 	if err != nil {
 		return 0, 0, err
@@ -116,7 +127,7 @@ func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client *os.File) (int,
 	if err != nil {
 		return 0, 0, err
 	}
-	args := []string{"berth-monitor", self, c.ID, "client-fd=3"}
+	args := []string{"berth-monitor", self, c.ID}
 	if c.Config.Tty {
 		args = append(args, "tty")
 	}
@@ -145,10 +156,19 @@ func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client *os.File) (int,
 	env = setEnv(env, "BERTH_ROOT", e.Root)
 	env = setEnv(env, "BERTH_RUNTIME_ROOT", e.RuntimeRoot)
 	env = setEnv(env, "GOMAXPROCS", "1")
+	files := []*os.File{devnull, logf, logf}
+	if client != nil {
+		args = append(args, "client-fd="+strconv.Itoa(len(files)))
+		files = append(files, client)
+	}
+	if spawn != nil {
+		args = append(args, "spawn-fd="+strconv.Itoa(len(files)))
+		files = append(files, spawn)
+	}
 	p, err := os.StartProcess(mon, args, &os.ProcAttr{
 		Dir:   l.dir,
 		Env:   env,
-		Files: []*os.File{devnull, logf, logf, client},
+		Files: files,
 		Sys:   &sysProcAttrSetsid,
 	})
 	if err != nil {

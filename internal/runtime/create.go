@@ -34,6 +34,8 @@ type CreateOpts struct {
 	PreserveFDs int
 	// Stdio overrides the container's stdin, stdout and stderr (nil: this process's own).
 	Stdio [3]*os.File
+	// Spawn, if set, starts the init in place of this process (see Spawner).
+	Spawn Spawner
 }
 
 // initConfig is what the parent sends the init once its namespaces exist.
@@ -288,11 +290,8 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 	defer exe.Close()
 	// execve of /proc/self/fd/N runs the sealed file itself (the descriptor closes on exec,
 	// after the kernel has resolved it).
-	c.child, err = os.StartProcess(fmt.Sprintf("/proc/self/fd/%d", exe.Fd()), []string{"berth-runtime", "init"}, &os.ProcAttr{
-		Env:   []string{"_BERTH_INITPIPE=" + strconv.Itoa(sockFD), "GOMAXPROCS=1", "GOGC=off"},
-		Files: files,
-		Sys:   sys,
-	})
+	c.child, err = c.startInit(exe, []string{"berth-runtime", "init"},
+		[]string{"_BERTH_INITPIPE=" + strconv.Itoa(sockFD), "GOMAXPROCS=1", "GOGC=off"}, files, sys)
 	if err != nil {
 		return 0, fmt.Errorf("start init from %s: %w", c.r.exe(), err)
 	}
@@ -311,7 +310,7 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 	}
 	if pid != c.child.Pid {
 		// The child forked into the new pid namespace and has exited; reap it.
-		if _, err := c.child.Wait(); err != nil {
+		if err := c.reapFirstStage(); err != nil {
 			return 0, fmt.Errorf("wait for init's first stage: %w", err)
 		}
 	}

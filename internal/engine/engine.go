@@ -128,6 +128,7 @@ func (e *Engine) runtime() (*runtime.Runtime, error) {
 		e.rt, e.rtErr = runtime.New(e.RuntimeRoot)
 		if e.rt != nil {
 			e.rt.Warn = func(msg string) { e.warn("%s", msg) }
+			e.rt.Exe = e.initExe()
 		}
 	})
 	return e.rt, e.rtErr

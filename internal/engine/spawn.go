@@ -26,6 +26,7 @@ import (
 // startHere starts the container whose directory l is locked; it unlocks it.
 func (e *Engine) startHere(l *lockedDir, c *Container, st *State, rt ociRuntime, want byte) (*Session, error) {
 	defer l.unlock()
+	WarmCgroupAttach()
 	var conn net.Conn
 	var theirs *os.File
 	var err error

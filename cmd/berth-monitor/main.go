@@ -14,7 +14,8 @@
 // JSON library): one runs per container, so its resident memory is what an idle container
 // costs beyond its own processes.
 //
-// The same binary, started as berth-init, is the tiny init of `berth run --init`.
+// The same binary, started as berth-init, is the tiny init of `berth run --init`, and
+// started as berth-pty-hold, the holder of a detached `exec -it`'s terminal (holdPty).
 package main
 
 import (
@@ -33,6 +34,9 @@ func main() {
 	if b := os.Args[0]; b == "berth-init" || strings.HasSuffix(b, "/berth-init") {
 		os.Exit(runInit(os.Args[1:]))
 	}
+	if os.Args[0] == monitor.PtyHoldName {
+		os.Exit(holdPty())
+	}
 	// The engine starts us with GOMAXPROCS=1 (one poll loop needs one P, and fewer Ps
 	// mean fewer threads and less memory); the helpers must not inherit it.
 	os.Unsetenv("GOMAXPROCS")
@@ -42,6 +46,21 @@ func main() {
 		os.Exit(2)
 	}
 	os.Exit(m.run())
+}
+
+// holdPty keeps the pty master on descriptor 3 open, so that the terminal of an `exec
+// -it` whose berth detached (ctrl-p ctrl-q) does not hang up, and drains what the
+// process writes, so that it never blocks on a full terminal; it exits once the last
+// process holding the terminal has (the master then reads EIO).
+func holdPty() int {
+	var buf [4096]byte
+	for {
+		n, err := unix.Read(3, buf[:])
+		if n > 0 || err == unix.EINTR {
+			continue
+		}
+		return 0
+	}
 }
 
 // dropText unmaps the pages of this binary's code and read-only data from our page

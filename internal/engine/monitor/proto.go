@@ -98,6 +98,10 @@ const (
 	SpawnMaxFDs = 32
 )
 
+// PtyHoldName is berth-monitor's argv[0] when it holds the terminal of a detached `exec
+// -it` (descriptor 3, the pty master) until its processes are gone.
+const PtyHoldName = "berth-pty-hold"
+
 // Files in the container's directory. The monitor runs with that directory as its working
 // directory and names them relative to it, so socket paths stay short.
 const (

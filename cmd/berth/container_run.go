@@ -507,11 +507,6 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	if f.tty && f.interactive && !f.detach && !stdinTTY {
 		return &exitError{code: 1, err: errors.New("the input device is not a TTY")}
 	}
-	if f.runtime == "" {
-		// The container's cgroup attach waits for the kernel; begin that wait now, in
-		// the background (see engine.WarmCgroupAttach).
-		engine.WarmCgroupAttach()
-	}
 	e, err := openEngine()
 	if err != nil {
 		return &exitError{code: 125, err: err}

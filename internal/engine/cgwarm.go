@@ -43,13 +43,23 @@ func WarmCgroupAttach() {
 		if ctrls == "" {
 			return
 		}
-		mnt, ok := cgroupMounts()[ctrls]
-		if !ok {
-			return
+		// The hierarchy is mounted at /sys/fs/cgroup/<controllers> on every distribution;
+		// mountinfo is read only where it is not.
+		f, err := os.OpenFile(filepath.Join("/sys/fs/cgroup", ctrls, path, "cgroup.procs"), os.O_WRONLY, 0)
+		if err != nil {
+			mnt, ok := cgroupMounts()[ctrls]
+			if !ok {
+				return
+			}
+			if f, err = os.OpenFile(filepath.Join(mnt, path, "cgroup.procs"), os.O_WRONLY, 0); err != nil {
+				return
+			}
 		}
-		procs := filepath.Join(mnt, path, "cgroup.procs")
 		pid := []byte(strconv.Itoa(os.Getpid()))
-		// Nothing waits for it: an error only means no head start.
-		go os.WriteFile(procs, pid, 0)
+		go func() {
+			// Nothing waits for it: an error only means no head start.
+			f.Write(pid)
+			f.Close()
+		}()
 	})
 }

@@ -223,8 +223,12 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		// runc and crun check the version they were built for.
 		spec.Version = "1.0.2"
 	}
-	if err := writeJSON(l.path("config.json"), spec); err != nil {
-		return 0, err
+	if rt.name() != "berth" {
+		// The built-in runtime takes the spec in memory, and keeps it in its state
+		// directory (where Exec reads it); another runtime reads the bundle's.
+		if err := writeJSON(l.path("config.json"), spec); err != nil {
+			return 0, err
+		}
 	}
 	console := ""
 	if c.Config.Tty {
@@ -243,7 +247,7 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		spawn = link.spawn
 	}
 	trace("H spec")
-	pid, err := rt.create(c.ID, l.dir, stdio, console, spawn)
+	pid, err := rt.create(c.ID, l.dir, stdio, console, spawn, spec)
 	trace("H created")
 	if err != nil {
 		return 0, err
@@ -623,9 +627,8 @@ func (e *Engine) helperExited(id string) (string, error) {
 	st.ExitCode, st.FinishedAt = code, finished
 	st.Pid, st.PidStart = 0, 0
 	if c.HostConfig.AutoRemove {
-		if err := l.writeState(st); err != nil {
-			return "", err
-		}
+		// No record of the exit first: until the directory is renamed away below, the
+		// monitor's exit file says it, and a teardown repeated after a crash is harmless.
 		if err := e.removeLocked(l, c, true); err != nil {
 			return "", err
 		}

@@ -36,6 +36,8 @@ type CreateOpts struct {
 	Stdio [3]*os.File
 	// Spawn, if set, starts the init in place of this process (see Spawner).
 	Spawn Spawner
+	// Spec, if set, is the config to use in place of the bundle's config.json.
+	Spec *specs.Spec
 }
 
 // initConfig is what the parent sends the init once its namespaces exist.
@@ -78,7 +80,7 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 	if err != nil {
 		return fmt.Errorf("container %s: bundle %s: %w", id, o.Bundle, err)
 	}
-	spec, err := LoadSpec(bundle)
+	spec, err := o.loadSpec(bundle)
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}

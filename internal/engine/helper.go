@@ -330,6 +330,9 @@ func (e *Engine) setupNetwork(l *lockedDir, c *Container, st *State, in *specInp
 			return nil, fmt.Errorf("cannot join network of a non running container: %s", short(tid))
 		}
 		in.Hostname = tc.Config.Hostname
+		if isNone(tc) {
+			return joinNone(tc, tst, in)
+		}
 		a.Networks = []string{"container:" + tid}
 		a.Hostname = ""
 	default:

@@ -61,6 +61,19 @@ func (e *Engine) setupNone(l *lockedDir, c *Container, in *specInputs) (*Network
 		HostnamePath: res.HostnamePath}, nil
 }
 
+// joinNone shares the network namespace of the running none-mode container tc (its
+// init's), and its hosts and resolv.conf files, as --network container:NAME does with
+// any other.
+func joinNone(tc *Container, tst *State, in *specInputs) (*NetworkState, error) {
+	if tst.Network == nil || tst.Network.HostsPath == "" {
+		return nil, fmt.Errorf("network container:%s: its network is not recorded", short(tc.ID))
+	}
+	in.NetnsPath = fmt.Sprintf("/proc/%d/ns/net", tst.Pid)
+	in.Files = map[string]string{"/etc/hosts": tst.Network.HostsPath, "/etc/resolv.conf": tst.Network.ResolvPath}
+	return &NetworkState{Mode: string(network.ModeContainer), HostsPath: tst.Network.HostsPath,
+		ResolvPath: tst.Network.ResolvPath}, nil
+}
+
 // isNone tells whether the container's network mode is none.
 func isNone(c *Container) bool {
 	mode, _, err := network.ParseMode(c.Networks)

@@ -565,14 +565,31 @@ func (e *Engine) teardown(l *lockedDir, c *Container, st *State, rt ociRuntime) 
 			e.warn("container %s: %v", short(c.ID), err)
 		}
 	}
+	// The snapshot's mount is independent of the rest and is undone alongside (the
+	// container's mount namespace holds mounts of its own): the unmount waits for the
+	// kernel (an RCU grace period), as do the cgroup and namespace removals.
+	unmounted := make(chan struct{})
+	go func() {
+		defer close(unmounted)
+		if !st.Mounted {
+			return
+		}
+		if sn, err := e.snapshotter(); err == nil {
+			if snap, err := sn.Get(c.ID); err == nil && isMounted(snap.Rootfs) {
+				if err := snap.Unmount(""); err != nil {
+					e.warn("container %s: %v", short(c.ID), err)
+				}
+			}
+		}
+	}()
 	if rt != nil {
 		if err := rt.delete(c.ID, true); err != nil {
 			e.warn("container %s: delete from runtime %s: %v", short(c.ID), rt.name(), err)
 		}
 		trace("teardown rt deleted")
 	}
-	// The namespace goes first: once it is gone the veths go with it, and Detach only
-	// has to set them down.
+	// The namespace goes after the init (which the runtime's delete killed): once it is
+	// gone the veths go with it, and Detach only has to set them down.
 	releaseNetns(l.path("netns"))
 	trace("teardown netns released")
 	if isNone(c) {
@@ -583,16 +600,8 @@ func (e *Engine) teardown(l *lockedDir, c *Container, st *State, rt ociRuntime) 
 		}
 	}
 	trace("teardown detached")
-	if st.Mounted {
-		if sn, err := e.snapshotter(); err == nil {
-			if snap, err := sn.Get(c.ID); err == nil && isMounted(snap.Rootfs) {
-				if err := snap.Unmount(""); err != nil {
-					e.warn("container %s: %v", short(c.ID), err)
-				}
-			}
-		}
-		st.Mounted = false
-	}
+	<-unmounted
+	st.Mounted = false
 	st.Network = nil
 }
 

@@ -257,6 +257,11 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 			return 0, err
 		}
 	}
+	if st.Network != nil && st.Network.Mode == string(network.ModeNone) {
+		if err := loUpIn(pid); err != nil {
+			return 0, err
+		}
+	}
 	_, start, err := procStat(pid)
 	if err != nil {
 		return 0, fmt.Errorf("init %d vanished: %w", pid, err)
@@ -337,7 +342,7 @@ func (e *Engine) setupNetwork(l *lockedDir, c *Container, st *State, in *specInp
 		a.Hostname = ""
 	default:
 		path := l.path("netns")
-		if err := newNetns(path, c.HostConfig.Sysctls, false); err != nil {
+		if err := newNetns(path, c.HostConfig.Sysctls); err != nil {
 			return nil, err
 		}
 		a.NetnsPath = path
@@ -472,9 +477,9 @@ func rewriteInPlace(path, s string) error {
 }
 
 // newNetns makes a network namespace, writes the net.* sysctls into it, and bind-mounts it
-// at path, with lo up if asked. The thread that made it is left locked, so the Go runtime
-// retires it rather than reusing it in that namespace.
-func newNetns(path string, sysctls map[string]string, lo bool) error {
+// at path. The thread that made it is left locked, so the Go runtime retires it rather
+// than reusing it in that namespace.
+func newNetns(path string, sysctls map[string]string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("network namespace: create %s: %w", path, err)
@@ -486,12 +491,6 @@ func newNetns(path string, sysctls map[string]string, lo bool) error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("network namespace: unshare: %w", err)
 			return
-		}
-		if lo {
-			if err := loUp(); err != nil {
-				errc <- err
-				return
-			}
 		}
 		// /proc/sys/net shows the network namespace of the thread that opens it.
 		for k, v := range sysctls {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	goruntime "runtime"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -12,10 +14,11 @@ import (
 	"github.com/berth-containers/berth/internal/network"
 )
 
-// `--network none` is handled by the engine alone: a new network namespace with lo up,
-// and the three files in the container's directory. There is nothing to share with other
-// containers, so the network manager (its lock, its state file, and the netlink dump of
-// its repair pass, 1.5-3 ms per run) stays out of it.
+// `--network none` is handled by the engine alone: the runtime makes the network
+// namespace with the others (no bind mount to make and undo), the engine sets its lo up
+// once the init waits, and writes the three files in the container's directory. There is
+// nothing to share with other containers, so the network manager (its lock, its state
+// file, and the netlink dump of its repair pass, 1.5-3 ms per run) stays out of it.
 
 // Names of the none-mode files in the container's directory.
 const (
@@ -29,13 +32,8 @@ const (
 const hostsHeader = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
 	"fe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
 
-// setupNone makes the namespace (lo up) and writes the files.
+// setupNone writes the files; the runtime makes the namespace (in.NetnsPath is empty).
 func (e *Engine) setupNone(l *lockedDir, c *Container, in *specInputs) (*NetworkState, error) {
-	path := l.path("netns")
-	if err := newNetns(path, c.HostConfig.Sysctls, true); err != nil {
-		return nil, err
-	}
-	in.NetnsPath, in.OwnNetns = path, true
 	hostname := c.Config.Hostname
 	if hostname == "" {
 		hostname = short(c.ID)
@@ -78,6 +76,29 @@ func joinNone(tc *Container, tst *State, in *specInputs) (*NetworkState, error) 
 func isNone(c *Container) bool {
 	mode, _, err := network.ParseMode(c.Networks)
 	return err == nil && mode == network.ModeNone
+}
+
+// loUpIn sets lo up in the network namespace of process pid, from a thread that joins
+// it and is then left locked, so the Go runtime retires it rather than reuse it there.
+func loUpIn(pid int) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		p := "/proc/" + strconv.Itoa(pid) + "/ns/net"
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("network none: open %s: %w", p, err)
+			return
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			errc <- fmt.Errorf("network none: join %s: %w", p, err)
+			return
+		}
+		errc <- loUp()
+	}()
+	return <-errc
 }
 
 // loUp sets lo up in the calling thread's network namespace, with the ioctl that needs

@@ -84,28 +84,32 @@ func TestRestoreAfterReboot(t *testing.T) {
 func (h *harness) reboot() {
 	h.t.Helper()
 	ids := strings.Fields(h.ok("ps", "-aq", "--no-trunc"))
-	var pids []int
+	var inits []int
 	for _, id := range ids {
 		if st := h.state(id); st.Pid > 0 {
-			pids = append(pids, st.Pid)
+			inits = append(inits, st.Pid)
 		}
 	}
-	pids = append(pids, monitorPids(h.root)...)
-	for _, pid := range pids {
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
-	eventually(h.t, 10*time.Second, "the killed processes to go", func() bool {
+	// The monitors first: one that saw its init die would clean up after it meanwhile.
+	kill := func(pids []int) {
 		for _, pid := range pids {
-			if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && !strings.Contains(string(b), ") Z ") {
-				return false
-			}
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		return true
-	})
+		eventually(h.t, 10*time.Second, "the killed processes to go", func() bool {
+			for _, pid := range pids {
+				if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && !strings.Contains(string(b), ") Z ") {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	kill(monitorPids(h.root))
+	kill(inits)
 	mounts := mountsUnder(filepath.Dir(h.root))
 	for i := len(mounts) - 1; i >= 0; i-- {
 		if err := syscall.Unmount(mounts[i], syscall.MNT_DETACH); err != nil {
-			h.t.Fatalf("reboot: unmount %s: %v", mounts[i], err)
+			h.t.Fatalf("reboot: unmount %s: %v (of %q)", mounts[i], err, mounts)
 		}
 	}
 	ents, _ := os.ReadDir(h.runtimeRoot)

@@ -64,7 +64,7 @@ func holdPty() int {
 }
 
 // dropText unmaps the pages of this binary's code and read-only data from our page
-// tables once the container runs. From then on the monitor runs a small part of its code
+// tables once the container has run for a moment (dropTextAfter). From then on the monitor runs a small part of its code
 // (the poll loop, log writing); the rest need not count in its resident set. The pages
 // stay in the page cache, shared with every other monitor, and fault back in if used.
 // Writable mappings are left alone: dropping those would lose their contents.
@@ -244,7 +244,8 @@ type mon struct {
 	lastExit int
 
 	restartAt time.Time
-	waiting   bool // for restartAt
+	waiting   bool      // for restartAt
+	dropAt    time.Time // when to dropText, if not zero
 	done      bool
 	buf       [32 << 10]byte
 }
@@ -322,10 +323,19 @@ func (m *mon) run() int {
 			add(c.fd, ev, 'k', i)
 		}
 		timeout := -1
-		if m.waiting {
-			timeout = int(time.Until(m.restartAt)/time.Millisecond) + 1
-			if timeout < 0 {
-				timeout = 0
+		for _, t := range []struct {
+			set bool
+			at  time.Time
+		}{{m.waiting, m.restartAt}, {!m.dropAt.IsZero(), m.dropAt}} {
+			if !t.set {
+				continue
+			}
+			ms := int(time.Until(t.at)/time.Millisecond) + 1
+			if ms < 0 {
+				ms = 0
+			}
+			if timeout < 0 || ms < timeout {
+				timeout = ms
 			}
 		}
 		n, err := unix.Poll(fds, timeout)
@@ -387,6 +397,10 @@ func (m *mon) run() int {
 		}
 		if m.h != nil && m.h.eof && m.h.reaped {
 			m.helperDone()
+		}
+		if !m.dropAt.IsZero() && !time.Now().Before(m.dropAt) {
+			m.dropAt = time.Time{}
+			dropText()
 		}
 		if m.waiting && !time.Now().Before(m.restartAt) {
 			m.waiting = false
@@ -607,8 +621,13 @@ func (m *mon) started(pid int, reaped map[int]unix.WaitStatus) {
 		unix.CloseOnExec(fd)
 		m.initFd = fd
 	}
-	dropText()
+	// Not at once: a container that exits right away (run --rm true) would have us fault
+	// the code of its exit straight back in.
+	m.dropAt = time.Now().Add(dropTextAfter)
 }
+
+// dropTextAfter is how long a container runs before the monitor drops its code pages.
+const dropTextAfter = 100 * time.Millisecond
 
 func (m *mon) startFailed(msg string) {
 	logf("start: %s", msg)

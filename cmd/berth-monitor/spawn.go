@@ -112,23 +112,26 @@ func (m *mon) spawnInit(msg string, fds []int) {
 		bad("missing descriptors")
 		return
 	}
-	files := append([]*os.File(nil), m.spawnStdio[:]...)
+	files := make([]uintptr, 0, 3+len(fds))
+	for _, f := range m.spawnStdio {
+		files = append(files, f.Fd())
+	}
 	for _, fd := range fds[need:] {
-		files = append(files, os.NewFile(uintptr(fd), "init"))
+		files = append(files, uintptr(fd))
 	}
 	sys := &syscall.SysProcAttr{}
 	if need == 2 {
 		sys.UseCgroupFD, sys.CgroupFD = true, fds[1]
 	}
-	p, err := os.StartProcess("/proc/self/fd/"+strconv.Itoa(fds[0]), f[2:2+argc], &os.ProcAttr{
+	// syscall's fork rather than os.StartProcess, whose first use forks a child more to
+	// probe for pidfd support: the init is reaped by wait4 like any child.
+	pid, _, err := syscall.StartProcess("/proc/self/fd/"+strconv.Itoa(fds[0]), f[2:2+argc], &syscall.ProcAttr{
 		Env: f[2+argc:], Files: files, Sys: sys,
 	})
 	if err != nil {
 		bad(err.Error())
 		return
 	}
-	pid := p.Pid
-	p.Release()
 	m.spawned = append(m.spawned, pid)
 	reply(append([]byte{monitor.SpawnPid}, strconv.Itoa(pid)...))
 }

@@ -165,17 +165,21 @@ func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client, spawn *os.File
 		args = append(args, "spawn-fd="+strconv.Itoa(len(files)))
 		files = append(files, spawn)
 	}
-	p, err := os.StartProcess(mon, args, &os.ProcAttr{
+	fds := make([]uintptr, len(files))
+	for i, f := range files {
+		fds[i] = f.Fd()
+	}
+	// syscall's fork rather than os.StartProcess, whose first use forks a child more to
+	// probe for pidfd support; the monitor is not ours to wait for.
+	pid, _, err := syscall.StartProcess(mon, args, &syscall.ProcAttr{
 		Dir:   l.dir,
 		Env:   env,
-		Files: files,
+		Files: fds,
 		Sys:   &sysProcAttrSetsid,
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("container %s: start %s: %w", short(c.ID), mon, err)
 	}
-	pid := p.Pid
-	p.Release()
 	_, start, _ := procStat(pid)
 	return pid, start, nil
 }

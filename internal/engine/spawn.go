@@ -242,9 +242,10 @@ func (ml *monitorLink) spawn(exe *os.File, argv, env []string, files []*os.File,
 		if err != nil || pid <= 0 {
 			return nil, fmt.Errorf("spawn the init: the monitor sent a bad pid %q", msg)
 		}
-		// A pidfd, for Kill. Its pid could be another process's only if it died and
-		// the monitor reaped it and the pid was reused in the microseconds since.
-		return os.FindProcess(pid)
+		// By pid alone, for Kill (os.FindProcess would first probe for pidfd support by
+		// forking a child). The pid could be another process's only if the init died,
+		// the monitor reaped it, and the pid was reused, in the moment since.
+		return &os.Process{Pid: pid}, nil
 	case monitor.SpawnError:
 		return nil, fmt.Errorf("spawn the init: %s", msg)
 	}

@@ -512,7 +512,10 @@ func (e *Engine) finishRemoval(dir string, c *Container, volumes bool) error {
 			}
 		}
 	}
-	e.freeUserNS(c.ID)
+	if c.UserNSMap != nil {
+		// A scan of every allocation: only for a container that has one.
+		e.freeUserNS(c.ID)
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
 	}

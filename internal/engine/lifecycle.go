@@ -494,15 +494,17 @@ func (e *Engine) removeLocked(l *lockedDir, c *Container, volumes bool) error {
 const removingPfx = ".removing-"
 
 func (e *Engine) finishRemoval(dir string, c *Container, volumes bool) error {
-	var errs []error
-	if sn, err := e.snapshotter(); err == nil {
-		if err := sn.Remove(c.ID); err != nil {
-			errs = append(errs, err)
+	// The snapshot and the directory are removed side by side: each is a walk of
+	// unlinks that waits on the filesystem.
+	snapErr := make(chan error, 1)
+	go func() {
+		sn, err := e.snapshotter()
+		if err == nil {
+			err = sn.Remove(c.ID)
 		}
-	} else {
-		errs = append(errs, err)
-	}
-	trace("remove snapshot removed")
+		snapErr <- err
+	}()
+	var errs []error
 	if volumes {
 		for _, m := range c.Mounts {
 			if m.Type == "volume" && m.Anonymous {
@@ -519,6 +521,10 @@ func (e *Engine) finishRemoval(dir string, c *Container, volumes bool) error {
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
 	}
+	if err := <-snapErr; err != nil {
+		errs = append(errs, err)
+	}
+	trace("remove snapshot removed")
 	return errors.Join(errs...)
 }
 

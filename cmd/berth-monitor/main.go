@@ -2,8 +2,10 @@
 // no daemon. The engine starts it (detached, in its own session) in the container's
 // directory; it
 //
-//   - becomes a child subreaper and runs `berth` as a helper to create and start the
-//     container through the runtime library, so the container's init ends up its child;
+//   - becomes a child subreaper and forks the container's init for the berth command
+//     that creates it through the runtime library (spawn.go), or, when no berth command
+//     drives the start (restarts, another runtime, a berth killed halfway), runs `berth`
+//     as a helper to create and start it; either way the init ends up its child;
 //   - owns the container's stdio: pipes, or the pty master received on a console socket;
 //   - copies the output into Docker's json-file log, with size rotation;
 //   - serves attach clients on a unix socket (frames of package monitor);

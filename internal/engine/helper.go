@@ -119,6 +119,11 @@ func (e *Engine) helperStart(id string, restart bool, stdio [3]*os.File) (pid in
 		return 0, false, err
 	}
 	if !restart {
+		if b, ok := rt.(*builtinRuntime); ok {
+			// A first start by the monitor with the built-in runtime takes over from a
+			// berth that was killed, perhaps in the middle of the runtime's create.
+			b.rt.RemoveAbandoned()
+		}
 		if pid, ok := e.resumeStart(l, c, st, rt); ok {
 			return pid, false, nil
 		}

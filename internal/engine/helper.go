@@ -271,23 +271,28 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 	if err != nil {
 		return 0, fmt.Errorf("init %d vanished: %w", pid, err)
 	}
-	if err := rt.start(c.ID); err != nil {
-		return 0, err
-	}
-	trace("H started")
-	now := time.Now().UTC()
+	// Recorded running before the start, so that nothing is left to write between the
+	// start and the monitor's taking over: a short-lived container may be exiting by
+	// then. A berth killed before the start leaves an init that waits, which the
+	// monitor's start helper starts (resumeStart).
+	prev := *st
 	st.Status = StatusRunning
 	st.Pid, st.PidStart = pid, start
 	st.MonitorPid = monPid
 	if _, ms, err := procStat(st.MonitorPid); err == nil {
 		st.MonitorStart = ms
 	}
-	st.StartedAt = now
+	st.StartedAt = time.Now().UTC()
 	st.ExitCode, st.Error, st.OOMKilled = 0, "", false
 	st.ManualStop = false
 	if err := l.writeState(st); err != nil {
 		return 0, err
 	}
+	if err := rt.start(c.ID); err != nil {
+		st.Status, st.StartedAt = prev.Status, prev.StartedAt
+		return 0, err
+	}
+	trace("H started")
 	return pid, nil
 }
 

@@ -262,7 +262,7 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 			return 0, err
 		}
 	}
-	if st.Network != nil && st.Network.Mode == string(network.ModeNone) {
+	if in.LoUp {
 		if err := loUpIn(pid); err != nil {
 			return 0, err
 		}

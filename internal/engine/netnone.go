@@ -34,6 +34,7 @@ const hostsHeader = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loop
 
 // setupNone writes the files; the runtime makes the namespace (in.NetnsPath is empty).
 func (e *Engine) setupNone(l *lockedDir, c *Container, in *specInputs) (*NetworkState, error) {
+	in.LoUp = true
 	hostname := c.Config.Hostname
 	if hostname == "" {
 		hostname = short(c.ID)

@@ -2,8 +2,10 @@
 // no daemon. The engine starts it (detached, in its own session) in the container's
 // directory; it
 //
-//   - becomes a child subreaper and runs `berth` as a helper to create and start the
-//     container through the runtime library, so the container's init ends up its child;
+//   - becomes a child subreaper and forks the container's init for the berth command
+//     that creates it through the runtime library (spawn.go), or, when no berth command
+//     drives the start (restarts, another runtime, a berth killed halfway), runs `berth`
+//     as a helper to create and start it; either way the init ends up its child;
 //   - owns the container's stdio: pipes, or the pty master received on a console socket;
 //   - copies the output into Docker's json-file log, with size rotation;
 //   - serves attach clients on a unix socket (frames of package monitor);
@@ -14,7 +16,8 @@
 // JSON library): one runs per container, so its resident memory is what an idle container
 // costs beyond its own processes.
 //
-// The same binary, started as berth-init, is the tiny init of `berth run --init`.
+// The same binary, started as berth-init, is the tiny init of `berth run --init`, and
+// started as berth-pty-hold, the holder of a detached `exec -it`'s terminal (holdPty).
 package main
 
 import (
@@ -33,6 +36,9 @@ func main() {
 	if b := os.Args[0]; b == "berth-init" || strings.HasSuffix(b, "/berth-init") {
 		os.Exit(runInit(os.Args[1:]))
 	}
+	if os.Args[0] == monitor.PtyHoldName {
+		os.Exit(holdPty())
+	}
 	// The engine starts us with GOMAXPROCS=1 (one poll loop needs one P, and fewer Ps
 	// mean fewer threads and less memory); the helpers must not inherit it.
 	os.Unsetenv("GOMAXPROCS")
@@ -44,8 +50,23 @@ func main() {
 	os.Exit(m.run())
 }
 
+// holdPty keeps the pty master on descriptor 3 open, so that the terminal of an `exec
+// -it` whose berth detached (ctrl-p ctrl-q) does not hang up, and drains what the
+// process writes, so that it never blocks on a full terminal; it exits once the last
+// process holding the terminal has (the master then reads EIO).
+func holdPty() int {
+	var buf [4096]byte
+	for {
+		n, err := unix.Read(3, buf[:])
+		if n > 0 || err == unix.EINTR {
+			continue
+		}
+		return 0
+	}
+}
+
 // dropText unmaps the pages of this binary's code and read-only data from our page
-// tables once the container runs. From then on the monitor runs a small part of its code
+// tables once the container has run for a moment (dropTextAfter). From then on the monitor runs a small part of its code
 // (the poll loop, log writing); the rest need not count in its resident set. The pages
 // stay in the page cache, shared with every other monitor, and fault back in if used.
 // Writable mappings are left alone: dropping those would lose their contents.
@@ -103,13 +124,14 @@ type argError string
 
 func (e argError) Error() string { return string(e) }
 
-// parseArgs reads: BERTH-EXE ID [tty] [stdin] [log-size=BYTES] [log-files=N] [client-fd=N].
+// parseArgs reads: BERTH-EXE ID [tty] [stdin] [log-size=BYTES] [log-files=N] [client-fd=N]
+// [spawn-fd=N].
 func parseArgs(args []string) (*mon, error) {
 	if len(args) < 2 {
-		return nil, argError("usage: berth-monitor BERTH-EXE CONTAINER-ID [tty] [stdin] [log-size=BYTES] [log-files=N] [client-fd=N]")
+		return nil, argError("usage: berth-monitor BERTH-EXE CONTAINER-ID [tty] [stdin] [log-size=BYTES] [log-files=N] [client-fd=N] [spawn-fd=N]")
 	}
 	m := &mon{exe: args[0], id: args[1], logFiles: 1, consFd: -1, consConn: -1, master: -1,
-		stdinFd: -1, initFd: -1, lfd: -1, reaped: map[int]unix.WaitStatus{}}
+		stdinFd: -1, initFd: -1, lfd: -1, spawnFd: -1, reaped: map[int]unix.WaitStatus{}}
 	m.streams[0] = stream{fd: -1, name: "stdout", typ: monitor.FrameStdout}
 	m.streams[1] = stream{fd: -1, name: "stderr", typ: monitor.FrameStderr}
 	clientFd := -1
@@ -127,6 +149,11 @@ func parseArgs(args []string) (*mon, error) {
 			m.logFiles, err = strconv.Atoi(v)
 		case "client-fd":
 			clientFd, err = strconv.Atoi(v)
+		case "spawn-fd":
+			m.spawnFd, err = strconv.Atoi(v)
+			if err == nil {
+				unix.CloseOnExec(m.spawnFd)
+			}
 		default:
 			return nil, argError("unknown argument " + strconv.Quote(a))
 		}
@@ -204,6 +231,13 @@ type mon struct {
 	clients  []*client
 
 	h *helper
+	// spawnFd is the socket of the berth command that drives the first start itself
+	// (spawn.go); spawnStdio the container's ends of its stdio, kept for the init.
+	spawnFd      int
+	spawnStdio   [3]*os.File
+	spawnClose   []*os.File
+	spawned      []int
+	spawnCreated int
 	// cleaner is the client doing the exit helper's work, when one offered.
 	cleaner  *client
 	initPid  int
@@ -212,7 +246,8 @@ type mon struct {
 	lastExit int
 
 	restartAt time.Time
-	waiting   bool // for restartAt
+	waiting   bool      // for restartAt
+	dropAt    time.Time // when to dropText, if not zero
 	done      bool
 	buf       [32 << 10]byte
 }
@@ -236,7 +271,11 @@ func (m *mon) run() int {
 		logf("listen on %s: %s", monitor.AttachSocket, err.Error())
 		return 1
 	}
-	m.startHelper(monitor.HelperStart)
+	if m.spawnFd >= 0 {
+		m.startSpawn()
+	} else {
+		m.startHelper(monitor.HelperStart)
+	}
 	fds := make([]unix.PollFd, 0, 16)
 	type ref struct {
 		kind byte
@@ -255,6 +294,9 @@ func (m *mon) run() int {
 		}
 		if m.initFd >= 0 {
 			add(m.initFd, unix.POLLIN, 'p', 0)
+		}
+		if m.spawnFd >= 0 {
+			add(m.spawnFd, unix.POLLIN, 'S', 0)
 		}
 		if m.consFd >= 0 {
 			add(m.consFd, unix.POLLIN, 'C', 0)
@@ -283,10 +325,19 @@ func (m *mon) run() int {
 			add(c.fd, ev, 'k', i)
 		}
 		timeout := -1
-		if m.waiting {
-			timeout = int(time.Until(m.restartAt)/time.Millisecond) + 1
-			if timeout < 0 {
-				timeout = 0
+		for _, t := range []struct {
+			set bool
+			at  time.Time
+		}{{m.waiting, m.restartAt}, {!m.dropAt.IsZero(), m.dropAt}} {
+			if !t.set {
+				continue
+			}
+			ms := int(time.Until(t.at)/time.Millisecond) + 1
+			if ms < 0 {
+				ms = 0
+			}
+			if timeout < 0 || ms < timeout {
+				timeout = ms
 			}
 		}
 		n, err := unix.Poll(fds, timeout)
@@ -310,6 +361,8 @@ func (m *mon) run() int {
 					m.readHelper()
 				case 'p':
 					// The init exited; reap below.
+				case 'S':
+					m.readSpawn()
 				case 'C':
 					m.acceptConsole()
 				case 'c':
@@ -347,6 +400,10 @@ func (m *mon) run() int {
 		if m.h != nil && m.h.eof && m.h.reaped {
 			m.helperDone()
 		}
+		if !m.dropAt.IsZero() && !time.Now().Before(m.dropAt) {
+			m.dropAt = time.Time{}
+			dropText()
+		}
 		if m.waiting && !time.Now().Before(m.restartAt) {
 			m.waiting = false
 			m.startHelper(monitor.HelperRestart)
@@ -374,59 +431,77 @@ func listenUnix(path string, backlog int) (int, error) {
 	return fd, nil
 }
 
-// startHelper runs `berth` to create and start the container, with fresh stdio for it.
-func (m *mon) startHelper(kind string) {
+// containerStdio makes the container's stdio: pipes whose other ends the monitor keeps
+// (stdout, stderr, and stdin if it stays open), /dev/null for the rest, or the console
+// socket for a tty. The caller closes the returned files once the container has them;
+// the first of them is /dev/null.
+func (m *mon) containerStdio() (ctr [3]*os.File, closeAfter []*os.File, ok bool) {
 	devnull, err := os.OpenFile("/dev/null", os.O_RDWR, 0)
 	if err != nil {
 		m.fail("open /dev/null: " + err.Error())
-		return
+		return ctr, nil, false
 	}
-	defer devnull.Close()
-	ctr := [3]*os.File{devnull, devnull, devnull}
-	var closeAfter []*os.File
-	defer func() {
+	closeAfter = append(closeAfter, devnull)
+	ctr = [3]*os.File{devnull, devnull, devnull}
+	fail := func(msg string) ([3]*os.File, []*os.File, bool) {
 		for _, f := range closeAfter {
 			f.Close()
 		}
-	}()
+		m.fail(msg)
+		return ctr, nil, false
+	}
 	if m.tty {
 		if m.consFd, err = listenUnix(monitor.ConsoleSocket, 1); err != nil {
-			m.fail("listen on " + monitor.ConsoleSocket + ": " + err.Error())
-			return
+			return fail("listen on " + monitor.ConsoleSocket + ": " + err.Error())
 		}
-	} else {
-		for i := range m.streams {
-			var p [2]int
-			if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
-				m.fail("pipe: " + err.Error())
-				return
-			}
-			unix.SetNonblock(p[0], true)
-			m.streams[i].fd = p[0]
-			w := os.NewFile(uintptr(p[1]), m.streams[i].name)
-			ctr[1+i] = w
-			closeAfter = append(closeAfter, w)
-		}
-		if m.openStdin {
-			var p [2]int
-			if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
-				m.fail("pipe: " + err.Error())
-				return
-			}
-			unix.SetNonblock(p[1], true)
-			m.stdinFd = p[1]
-			r := os.NewFile(uintptr(p[0]), "stdin")
-			ctr[0] = r
-			closeAfter = append(closeAfter, r)
-		}
+		return ctr, closeAfter, true
 	}
+	for i := range m.streams {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			return fail("pipe: " + err.Error())
+		}
+		unix.SetNonblock(p[0], true)
+		m.streams[i].fd = p[0]
+		w := os.NewFile(uintptr(p[1]), m.streams[i].name)
+		ctr[1+i] = w
+		closeAfter = append(closeAfter, w)
+	}
+	if m.openStdin {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			return fail("pipe: " + err.Error())
+		}
+		unix.SetNonblock(p[1], true)
+		m.stdinFd = p[1]
+		r := os.NewFile(uintptr(p[0]), "stdin")
+		ctr[0] = r
+		closeAfter = append(closeAfter, r)
+	}
+	return ctr, closeAfter, true
+}
+
+// startHelper runs `berth` to create and start the container, with fresh stdio for it.
+func (m *mon) startHelper(kind string) {
+	ctr, closeAfter, ok := m.containerStdio()
+	if !ok {
+		return
+	}
+	m.runHelper(kind, ctr, closeAfter[0])
+	for _, f := range closeAfter {
+		f.Close()
+	}
+}
+
+// runHelper runs `berth` as the start helper with the container's stdio ctr.
+func (m *mon) runHelper(kind string, ctr [3]*os.File, devnull *os.File) {
 	var sp [2]int
 	if err := unix.Pipe2(sp[:], unix.O_CLOEXEC); err != nil {
 		m.fail("pipe: " + err.Error())
 		return
 	}
 	statusW := os.NewFile(uintptr(sp[1]), "status")
-	closeAfter = append(closeAfter, statusW)
+	defer statusW.Close()
 	// The helpers live for milliseconds: a garbage collection in the middle of a create
 	// costs more than the memory it would free (measured: 3 ms of a 17 ms create).
 	env := append(os.Environ(), monitor.HelperEnv+"="+kind, "GOGC=off")
@@ -479,7 +554,7 @@ func (m *mon) reap() {
 			m.h.reaped = true
 		case pid == m.initPid && m.initPid > 0:
 			m.initExited(ws)
-		case m.h != nil && (m.h.kind == monitor.HelperStart || m.h.kind == monitor.HelperRestart) && len(m.reaped) < 64:
+		case (m.spawnFd >= 0 || m.h != nil && (m.h.kind == monitor.HelperStart || m.h.kind == monitor.HelperRestart)) && len(m.reaped) < 64:
 			// Perhaps the init, exited before the helper told us its pid.
 			m.reaped[pid] = ws
 		}
@@ -503,17 +578,7 @@ func (m *mon) helperDone() {
 				m.startFailed("125 berth-monitor: helper reported a bad pid " + strconv.Quote(rest))
 				return
 			}
-			m.initPid = pid
-			m.broadcastCtl(monitor.FrameStarted, []byte(strconv.Itoa(pid)))
-			if ws, ok := reaped[pid]; ok {
-				m.initExited(ws)
-				return
-			}
-			if fd, err := unix.PidfdOpen(pid, 0); err == nil {
-				unix.CloseOnExec(fd)
-				m.initFd = fd
-			}
-			dropText()
+			m.started(pid, reaped)
 			return
 		}
 		if out == "stopped" {
@@ -545,6 +610,26 @@ func (m *mon) helperDone() {
 		m.done = true
 	}
 }
+
+// started takes over the running init; reaped holds what exited while it was started.
+func (m *mon) started(pid int, reaped map[int]unix.WaitStatus) {
+	m.initPid = pid
+	m.broadcastCtl(monitor.FrameStarted, []byte(strconv.Itoa(pid)))
+	if ws, ok := reaped[pid]; ok {
+		m.initExited(ws)
+		return
+	}
+	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+		unix.CloseOnExec(fd)
+		m.initFd = fd
+	}
+	// Not at once: a container that exits right away (run --rm true) would have us fault
+	// the code of its exit straight back in.
+	m.dropAt = time.Now().Add(dropTextAfter)
+}
+
+// dropTextAfter is how long a container runs before the monitor drops its code pages.
+const dropTextAfter = 100 * time.Millisecond
 
 func (m *mon) startFailed(msg string) {
 	logf("start: %s", msg)

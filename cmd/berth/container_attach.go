@@ -77,6 +77,41 @@ func parseDetachKeys(s string) ([]byte, error) {
 	return out, nil
 }
 
+// detachFilter watches what is typed for the detach keys (a terminal's only).
+type detachFilter struct {
+	keys    []byte
+	matched int
+}
+
+// feed returns the input to pass on, holding back a part of the sequence until it is
+// complete or broken, and tells whether the sequence is complete (what follows it is
+// dropped).
+func (d *detachFilter) feed(data []byte) ([]byte, bool) {
+	if len(d.keys) == 0 {
+		return data, false
+	}
+	var out []byte
+	for _, c := range data {
+		if c == d.keys[d.matched] {
+			d.matched++
+			if d.matched == len(d.keys) {
+				return out, true
+			}
+			continue
+		}
+		if d.matched > 0 {
+			out = append(out, d.keys[:d.matched]...)
+			d.matched = 0
+		}
+		if c == d.keys[0] {
+			d.matched = 1
+			continue
+		}
+		out = append(out, c)
+	}
+	return out, false
+}
+
 // attachLoop copies the container's output to ours and our input to the container until
 // it exits (returning its code), the user detaches (0), or the monitor goes away.
 func attachLoop(e *engine.Engine, s *engine.Session, id string, o attachOpts) (int, error) {
@@ -128,36 +163,20 @@ func attachLoop(e *engine.Engine, s *engine.Session, id string, o attachOpts) (i
 	if o.stdin {
 		go func() {
 			buf := make([]byte, 32<<10)
-			matched := 0
+			df := &detachFilter{}
+			if o.tty {
+				df.keys = keys
+			}
 			for {
 				n, err := os.Stdin.Read(buf)
 				if n > 0 {
-					data := buf[:n]
-					if o.tty && len(keys) > 0 {
-						var out []byte
-						for _, c := range data {
-							if c == keys[matched] {
-								matched++
-								if matched == len(keys) {
-									detached.Store(true)
-									s.Close()
-									return
-								}
-								continue
-							}
-							if matched > 0 {
-								out = append(out, keys[:matched]...)
-								matched = 0
-							}
-							if c == keys[0] {
-								matched = 1
-								continue
-							}
-							out = append(out, c)
-						}
-						data = out
-					}
+					data, detach := df.feed(buf[:n])
 					if len(data) > 0 && s.Stdin(data) != nil {
+						return
+					}
+					if detach {
+						detached.Store(true)
+						s.Close()
 						return
 					}
 				}

@@ -23,6 +23,7 @@ func registerExecCommands() {
 func newExecCmd() *cobra.Command {
 	var o engine.ExecOptions
 	var interactive bool
+	var detachKeys string
 	var env, envFile []string
 	cmd := &cobra.Command{
 		Use:   "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
@@ -35,6 +36,10 @@ func newExecCmd() *cobra.Command {
 			}
 			if o.Tty && interactive && !isTerminal(os.Stdin) {
 				return errors.New("the input device is not a TTY")
+			}
+			keys, err := parseDetachKeys(detachKeys)
+			if err != nil {
+				return err
 			}
 			if o.Env, err = readEnv(envFile, env); err != nil {
 				return err
@@ -54,7 +59,7 @@ func newExecCmd() *cobra.Command {
 			}
 			var code int
 			if o.Tty {
-				code, err = execTTY(e, args[0], o, interactive)
+				code, err = execTTY(e, args[0], o, interactive, keys)
 			} else {
 				code, err = e.Exec(args[0], o)
 			}
@@ -74,12 +79,15 @@ func newExecCmd() *cobra.Command {
 	fl.StringVarP(&o.User, "user", "u", "", "Username or UID (format: \"<name|uid>[:<group|gid>]\")")
 	fl.StringVarP(&o.WorkingDir, "workdir", "w", "", "Working directory inside the container")
 	fl.BoolVar(&o.Privileged, "privileged", false, "Give extended privileges to the command")
+	fl.StringVar(&detachKeys, "detach-keys", "ctrl-p,ctrl-q", "Override the key sequence for detaching a container")
 	return cmd
 }
 
 // execTTY runs the exec with a pty: the runtime sends the master to our console socket,
-// and we copy between it and our terminal, in raw mode, passing window sizes on.
-func execTTY(e *engine.Engine, ref string, o engine.ExecOptions, interactive bool) (int, error) {
+// and we copy between it and our terminal, in raw mode, passing window sizes on. Typing
+// the detach keys leaves the process running: its terminal goes to a holder process
+// (engine.HoldPty) and we exit 0, as Docker's exec does.
+func execTTY(e *engine.Engine, ref string, o engine.ExecOptions, interactive bool, keys []byte) (int, error) {
 	dir, err := os.MkdirTemp("", "berth-exec-")
 	if err != nil {
 		return -1, err
@@ -167,13 +175,35 @@ func execTTY(e *engine.Engine, ref string, o engine.ExecOptions, interactive boo
 			resize()
 		}
 	}()
+	detached := make(chan struct{})
 	if interactive {
 		if isTerminal(os.Stdin) {
 			if restore, err := makeRaw(int(os.Stdin.Fd())); err == nil {
 				defer restore()
 			}
 		}
-		go io.Copy(master, os.Stdin)
+		go func() {
+			df := &detachFilter{keys: keys}
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := os.Stdin.Read(buf)
+				if n > 0 {
+					data, detach := df.feed(buf[:n])
+					if len(data) > 0 {
+						if _, err := master.Write(data); err != nil {
+							return
+						}
+					}
+					if detach {
+						close(detached)
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
 	}
 	copied := make(chan struct{})
 	go func() {
@@ -181,9 +211,16 @@ func execTTY(e *engine.Engine, ref string, o engine.ExecOptions, interactive boo
 		io.Copy(os.Stdout, master)
 		close(copied)
 	}()
-	r := <-done
-	<-copied
-	return r.code, r.err
+	select {
+	case r := <-done:
+		<-copied
+		return r.code, r.err
+	case <-detached:
+		if err := e.HoldPty(master); err != nil {
+			return 125, err
+		}
+		return 0, nil
+	}
 }
 
 func newTopCmd() *cobra.Command {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -507,6 +508,10 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	if f.tty && f.interactive && !f.detach && !stdinTTY {
 		return &exitError{code: 1, err: errors.New("the input device is not a TTY")}
 	}
+	// Creating and starting a container allocates a few MB that all live until it runs:
+	// a garbage collection meanwhile frees nothing. Collection resumes for the attach
+	// loop, which may run for as long as the container does.
+	gc := debug.SetGCPercent(-1)
 	e, err := openEngine()
 	if err != nil {
 		return &exitError{code: 125, err: err}
@@ -533,6 +538,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	if err != nil {
 		return startFailed(e, c, err)
 	}
+	debug.SetGCPercent(gc)
 	code, err := attachLoop(e, s, c.ID, attachOpts{stdin: f.interactive, tty: f.tty, sigProxy: f.sigProxy && !f.tty,
 		detachKeys: f.detachKeys, untilStart: true})
 	if err != nil {

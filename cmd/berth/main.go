@@ -43,6 +43,11 @@ func main() {
 	if engine.IsHelper() {
 		os.Exit(engine.RunHelper())
 	}
+	if len(os.Args) > 1 && (os.Args[1] == "run" || os.Args[1] == "start") && !hasFlag(os.Args[2:], "--runtime") {
+		// The container's cgroup attach waits for the kernel: begin that wait before
+		// anything else (engine.WarmCgroupAttach).
+		engine.WarmCgroupAttach()
+	}
 	// The engine's commands are built here rather than in init functions: the init and
 	// the helper above never need them, and they are started on every container's path.
 	for _, register := range []func(){registerRunCommands, registerContainerCommands, registerExecCommands,
@@ -54,6 +59,16 @@ func main() {
 		printError(cmd, err)
 		os.Exit(exitCode(err))
 	}
+}
+
+// hasFlag tells whether args name the long flag (as --flag or --flag=...).
+func hasFlag(args []string, flag string) bool {
+	for _, a := range args {
+		if a == flag || strings.HasPrefix(a, flag+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // usageMessage is a command-line error followed by Docker's pointer to the help.

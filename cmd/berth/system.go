@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"os"
 	goruntime "runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/berth-containers/berth/internal/engine"
 	"github.com/berth-containers/berth/internal/image"
 )
 
@@ -99,7 +101,37 @@ func registerSystemCommands() {
 	prune.Flags().BoolVarP(&all, "all", "a", false, "Remove all unused images not just dangling ones")
 	prune.Flags().BoolVar(&volumes, "volumes", false, "Prune anonymous volumes")
 	prune.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
-	sys.AddCommand(df, prune, newInfoCmd())
+	restore := &cobra.Command{
+		Use:   "restore",
+		Short: "Start the containers whose restart policy wants them running (at boot)",
+		Long: "Start every container with --restart always, or unless-stopped and not stopped by the user,\n" +
+			"that is not running: what a daemon does when it comes back up. Run at boot by\n" +
+			"contrib/systemd/berth-restore.service.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			failed := 0
+			err = e.Restore(func(c *engine.Container, err error) {
+				if err != nil {
+					failed++
+					fmt.Fprintf(os.Stderr, "berth: restore %s: %v\n", c.Name, err)
+					return
+				}
+				fmt.Println(c.Name)
+			})
+			if err != nil {
+				return err
+			}
+			if failed > 0 {
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	sys.AddCommand(df, prune, restore, newInfoCmd())
 	rootCmd.AddCommand(versionCmd, newInfoCmd(), sys)
 }
 

@@ -4,8 +4,13 @@
 //
 // Each running container has a berth-monitor process (cmd/berth-monitor) that owns its
 // stdio, writes its logs, reaps its init, records the exit and applies the restart policy.
-// The monitor runs this engine's binary as a helper for everything that needs the runtime
-// library (HelperStart, HelperExited), so the monitor stays small. All state is in files
+// A start with the built-in runtime is driven by the berth command itself, which runs the
+// runtime library's create in-process and has the monitor fork the init (spawn.go), so the
+// init is the monitor's child; a foreground run also does the end-of-run work itself
+// (FinishRun). Whatever no berth command is there to do (restarts, the end of a detached
+// run, a start whose berth was killed, another runtime's start) the monitor has this
+// engine's binary do as a helper (HelperStart, HelperRestart, HelperExited), so the
+// monitor stays small. All state is in files
 // under the engine root, changed atomically under per-container locks, and what a record
 // says about a process is checked against the kernel whenever it is read, so any berth
 // process (the CLI, a helper, the monitor) may be killed at any point without leaving a
@@ -145,6 +150,7 @@ func (e *Engine) runtime() (*runtime.Runtime, error) {
 		e.rt, e.rtErr = runtime.New(e.RuntimeRoot)
 		if e.rt != nil {
 			e.rt.Warn = func(msg string) { e.warn("%s", msg) }
+			e.rt.Exe = e.initExe()
 		}
 	})
 	return e.rt, e.rtErr

@@ -64,8 +64,13 @@ func (e *Engine) Exec(ref string, o ExecOptions) (int, error) {
 		l.unlock()
 		return -1, err
 	}
+	// The config of the running container: the built-in runtime keeps it in its state
+	// directory, another runtime reads the bundle's (and so did berth before).
 	var spec specs.Spec
-	specErr := readJSON(l.path("config.json"), &spec)
+	specErr := readJSON(filepath.Join(e.RuntimeRoot, c.ID, "config.json"), &spec)
+	if specErr != nil {
+		specErr = readJSON(l.path("config.json"), &spec)
+	}
 	l.unlock()
 	if st.Pid == 0 || !alive(st.Pid, st.PidStart) {
 		return -1, messagef("Container %s is not running", c.ID)

@@ -19,6 +19,7 @@ import (
 	"github.com/berth-containers/berth/internal/cgroups"
 	"github.com/berth-containers/berth/internal/engine/monitor"
 	"github.com/berth-containers/berth/internal/network"
+	"github.com/berth-containers/berth/internal/runtime"
 )
 
 // IsHelper tells whether this process was started by berth-monitor as its helper; the
@@ -101,7 +102,8 @@ func StartErrorCode(err error) int {
 
 // helperStart creates and starts the container for its monitor (which is our parent), and
 // returns the init's pid. With restart, a container stopped by the user meanwhile is not
-// started (stopped is true).
+// started (stopped is true). A first start that the berth command driving it left
+// halfway (it was killed) is finished if its init was created, else redone.
 func (e *Engine) helperStart(id string, restart bool, stdio [3]*os.File) (pid int, stopped bool, err error) {
 	l, err := e.lockID(id, false)
 	if err != nil {
@@ -115,12 +117,31 @@ func (e *Engine) helperStart(id string, restart bool, stdio [3]*os.File) (pid in
 	if restart && st.ManualStop {
 		return 0, true, nil
 	}
-	if st.Pid > 0 && alive(st.Pid, st.PidStart) {
-		return 0, false, fmt.Errorf("container %s is already running", short(id))
-	}
 	rt, err := e.ociRuntime(c.HostConfig.Runtime)
 	if err != nil {
 		return 0, false, err
+	}
+	if !restart {
+		if b, ok := rt.(*builtinRuntime); ok {
+			// A first start by the monitor with the built-in runtime takes over from a
+			// berth that was killed, perhaps in the middle of the runtime's create.
+			b.rt.RemoveAbandoned()
+		}
+		if pid, ok := e.resumeStart(l, c, st, rt); ok {
+			return pid, false, nil
+		}
+	}
+	pid, err = e.startLocked(l, c, st, rt, stdio, nil, os.Getppid())
+	return pid, false, err
+}
+
+// startLocked starts the container, whose directory l is locked: whatever a run whose
+// exit was never handled left is torn down first; a failure is torn down and recorded.
+// link is the monitor's spawn socket when this process drives the create for the
+// monitor monPid, nil in the monitor's helper (monPid is then our parent).
+func (e *Engine) startLocked(l *lockedDir, c *Container, st *State, rt ociRuntime, stdio [3]*os.File, link *monitorLink, monPid int) (int, error) {
+	if st.Pid > 0 && alive(st.Pid, st.PidStart) {
+		return 0, fmt.Errorf("container %s is already running", short(c.ID))
 	}
 	// Whatever a run whose exit was never handled left (its monitor was killed).
 	if e.leftovers(l, c, st) {
@@ -128,7 +149,7 @@ func (e *Engine) helperStart(id string, restart bool, stdio [3]*os.File) (pid in
 	}
 	os.Remove(l.path(monitor.ExitFile))
 
-	pid, err = e.startRun(l, c, st, rt, stdio)
+	pid, err := e.startRun(l, c, st, rt, stdio, link, monPid)
 	if err != nil {
 		e.teardown(l, c, st, rt)
 		st.Error = err.Error()
@@ -140,12 +161,12 @@ func (e *Engine) helperStart(id string, restart bool, stdio [3]*os.File) (pid in
 		if werr := l.writeState(st); werr != nil {
 			e.warn("%v", werr)
 		}
-		return 0, false, err
+		return 0, err
 	}
-	return pid, false, nil
+	return pid, nil
 }
 
-func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, stdio [3]*os.File) (int, error) {
+func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, stdio [3]*os.File, link *monitorLink, monPid int) (int, error) {
 	trace("H start")
 	sn, err := e.snapshotter()
 	if err != nil {
@@ -222,40 +243,71 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		// runc and crun check the version they were built for.
 		spec.Version = "1.0.2"
 	}
-	if err := writeJSON(l.path("config.json"), spec); err != nil {
-		return 0, err
+	if rt.name() != "berth" {
+		// The built-in runtime takes the spec in memory, and keeps it in its state
+		// directory (where Exec reads it); another runtime reads the bundle's.
+		if err := writeJSON(l.path("config.json"), spec); err != nil {
+			return 0, err
+		}
 	}
 	console := ""
 	if c.Config.Tty {
+		// The helper runs in the container's directory; this process reaches it through
+		// the lock's descriptor (a socket path has 108 bytes at most).
 		console = monitor.ConsoleSocket
+		if link != nil {
+			console = fmt.Sprintf("/proc/self/fd/%d/%s", l.f.Fd(), monitor.ConsoleSocket)
+		}
+	}
+	var spawn runtime.Spawner
+	if link != nil {
+		if err := link.waitReady(); err != nil {
+			return 0, err
+		}
+		spawn = link.spawn
 	}
 	trace("H spec")
-	pid, err := rt.create(c.ID, l.dir, stdio, console)
+	pid, err := rt.create(c.ID, l.dir, stdio, console, spawn, spec)
 	trace("H created")
 	if err != nil {
 		return 0, err
+	}
+	if link != nil {
+		if err := link.send(monitor.SpawnCreated, strconv.Itoa(pid)); err != nil {
+			return 0, err
+		}
+	}
+	if in.LoUp {
+		if err := loUpIn(pid); err != nil {
+			return 0, err
+		}
 	}
 	_, start, err := procStat(pid)
 	if err != nil {
 		return 0, fmt.Errorf("init %d vanished: %w", pid, err)
 	}
-	if err := rt.start(c.ID); err != nil {
-		return 0, err
-	}
-	trace("H started")
-	now := time.Now().UTC()
+	// Recorded running before the start, so that nothing is left to write between the
+	// start and the monitor's taking over: a short-lived container may be exiting by
+	// then. A berth killed before the start leaves an init that waits, which the
+	// monitor's start helper starts (resumeStart).
+	prev := *st
 	st.Status = StatusRunning
 	st.Pid, st.PidStart = pid, start
-	st.MonitorPid = os.Getppid()
+	st.MonitorPid = monPid
 	if _, ms, err := procStat(st.MonitorPid); err == nil {
 		st.MonitorStart = ms
 	}
-	st.StartedAt = now
+	st.StartedAt = time.Now().UTC()
 	st.ExitCode, st.Error, st.OOMKilled = 0, "", false
 	st.ManualStop = false
 	if err := l.writeState(st); err != nil {
 		return 0, err
 	}
+	if err := rt.start(c.ID); err != nil {
+		st.Status, st.StartedAt = prev.Status, prev.StartedAt
+		return 0, err
+	}
+	trace("H started")
 	return pid, nil
 }
 
@@ -272,6 +324,9 @@ func isMounted(dir string) bool {
 // directory (the init joins it), so that the hosts, resolv.conf and hostname files exist
 // before the runtime bind-mounts them. The bind mount is released by teardown.
 func (e *Engine) setupNetwork(l *lockedDir, c *Container, st *State, in *specInputs) (*NetworkState, error) {
+	if isNone(c) {
+		return e.setupNone(l, c, in)
+	}
 	nets, err := e.networks()
 	if err != nil {
 		return nil, err
@@ -305,6 +360,9 @@ func (e *Engine) setupNetwork(l *lockedDir, c *Container, st *State, in *specInp
 			return nil, fmt.Errorf("cannot join network of a non running container: %s", short(tid))
 		}
 		in.Hostname = tc.Config.Hostname
+		if isNone(tc) {
+			return joinNone(tc, tst, in)
+		}
 		a.Networks = []string{"container:" + tid}
 		a.Hostname = ""
 	default:
@@ -531,27 +589,15 @@ func (e *Engine) teardown(l *lockedDir, c *Container, st *State, rt ociRuntime) 
 			e.warn("container %s: %v", short(c.ID), err)
 		}
 	}
-	if rt != nil {
-		if err := rt.delete(c.ID, true); err != nil {
-			e.warn("container %s: delete from runtime %s: %v", short(c.ID), rt.name(), err)
+	// The snapshot's mount is independent of the rest and is undone alongside (the
+	// container's mount namespace holds mounts of its own): the unmount waits for the
+	// kernel (an RCU grace period), as do the cgroup and namespace removals.
+	unmounted := make(chan struct{})
+	go func() {
+		defer close(unmounted)
+		if !st.Mounted {
+			return
 		}
-		trace("teardown rt deleted")
-	}
-	if e.rootless {
-		e.teardownRootlessNet(c, st)
-	} else {
-		// The namespace goes first: once it is gone the veths go with it, and Detach
-		// only has to set them down.
-		releaseNetns(l.path("netns"))
-		trace("teardown netns released")
-		if nets, err := e.networks(); err == nil {
-			if err := detach(nets, c.ID); err != nil {
-				e.warn("container %s: %v", short(c.ID), err)
-			}
-		}
-	}
-	trace("teardown detached")
-	if st.Mounted {
 		if sn, err := e.snapshotter(); err == nil {
 			if snap, err := sn.Get(c.ID); err == nil && isMounted(snap.Rootfs) {
 				if err := snap.Unmount(""); err != nil {
@@ -559,8 +605,32 @@ func (e *Engine) teardown(l *lockedDir, c *Container, st *State, rt ociRuntime) 
 				}
 			}
 		}
-		st.Mounted = false
+	}()
+	if rt != nil {
+		if err := rt.delete(c.ID, true); err != nil {
+			e.warn("container %s: delete from runtime %s: %v", short(c.ID), rt.name(), err)
+		}
+		trace("teardown rt deleted")
 	}
+	if e.rootless {
+		// slirp4netns; the namespaces went with the container's processes.
+		e.teardownRootlessNet(c, st)
+	} else {
+		// The namespace goes after the init (which the runtime's delete killed): once it
+		// is gone the veths go with it, and Detach only has to set them down.
+		releaseNetns(l.path("netns"))
+		trace("teardown netns released")
+		if isNone(c) {
+			// The engine's own (setupNone): nothing of it is in the network manager.
+		} else if nets, err := e.networks(); err == nil {
+			if err := detach(nets, c.ID); err != nil {
+				e.warn("container %s: %v", short(c.ID), err)
+			}
+		}
+	}
+	trace("teardown detached")
+	<-unmounted
+	st.Mounted = false
 	st.Network = nil
 }
 
@@ -598,9 +668,8 @@ func (e *Engine) helperExited(id string) (string, error) {
 	st.ExitCode, st.FinishedAt = code, finished
 	st.Pid, st.PidStart = 0, 0
 	if c.HostConfig.AutoRemove {
-		if err := l.writeState(st); err != nil {
-			return "", err
-		}
+		// No record of the exit first: until the directory is renamed away below, the
+		// monitor's exit file says it, and a teardown repeated after a crash is harmless.
 		if err := e.removeLocked(l, c, true); err != nil {
 			return "", err
 		}

@@ -124,8 +124,12 @@ func (e *Engine) Doc(i *Info) *InspectDoc {
 	}
 	if n := st.Network; n != nil && d.State.Running {
 		d.HostsPath, d.ResolvConfPath, d.HostnamePath = n.HostsPath, n.ResolvPath, n.HostnamePath
-		if n.Mode == "bridge" || n.Mode == "none" {
+		switch n.Mode {
+		case "bridge":
 			ns.SandboxKey = filepath.Join(e.dir(c.ID), "netns")
+		case "none":
+			// The runtime's: no bind mount holds it, its init does.
+			ns.SandboxKey = "/proc/" + strconv.Itoa(st.Pid) + "/ns/net"
 		}
 		for _, p := range n.Ports {
 			k := strconv.Itoa(int(p.ContainerPort)) + "/" + p.Protocol

@@ -62,13 +62,23 @@ func (e *Engine) Start(ref string, want byte) (*Session, error) {
 			return nil, fmt.Errorf("cannot start container %s: it is being started by another berth", c.Name)
 		}
 	}
+	rt, err := e.ociRuntime(c.HostConfig.Runtime)
+	if err != nil {
+		l.unlock()
+		return nil, err
+	}
+	if _, ok := rt.(*builtinRuntime); ok {
+		return e.startHere(l, c, st, rt, want)
+	}
+	// Another runtime's init is the child of its create command, so the monitor must
+	// run that: its helper does the whole start.
 	conn, theirs, err := socketpair()
 	if err != nil {
 		l.unlock()
 		return nil, err
 	}
 	trace("start spawn")
-	pid, pstart, err := e.spawnMonitor(l, c, theirs)
+	pid, pstart, err := e.spawnMonitor(l, c, theirs, nil)
 	trace("start spawned")
 	theirs.Close()
 	if err != nil {
@@ -106,8 +116,9 @@ func (e *Engine) Start(ref string, want byte) (*Session, error) {
 }
 
 // spawnMonitor starts berth-monitor for the container, detached in its own session, with
-// its end of the client connection as descriptor 3.
-func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client *os.File) (int, uint64, error) {
+// its end of the client connection and of the spawn socket (each if not nil) as
+// descriptors 3 and on.
+func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client, spawn *os.File) (int, uint64, error) {
 	mon, err := e.monitorExe()
 	if err != nil {
 		return 0, 0, err
@@ -116,7 +127,7 @@ func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client *os.File) (int,
 	if err != nil {
 		return 0, 0, err
 	}
-	args := []string{"berth-monitor", self, c.ID, "client-fd=3"}
+	args := []string{"berth-monitor", self, c.ID}
 	if c.Config.Tty {
 		args = append(args, "tty")
 	}
@@ -145,17 +156,30 @@ func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client *os.File) (int,
 	env = setEnv(env, "BERTH_ROOT", e.Root)
 	env = setEnv(env, "BERTH_RUNTIME_ROOT", e.RuntimeRoot)
 	env = setEnv(env, "GOMAXPROCS", "1")
-	p, err := os.StartProcess(mon, args, &os.ProcAttr{
+	files := []*os.File{devnull, logf, logf}
+	if client != nil {
+		args = append(args, "client-fd="+strconv.Itoa(len(files)))
+		files = append(files, client)
+	}
+	if spawn != nil {
+		args = append(args, "spawn-fd="+strconv.Itoa(len(files)))
+		files = append(files, spawn)
+	}
+	fds := make([]uintptr, len(files))
+	for i, f := range files {
+		fds[i] = f.Fd()
+	}
+	// syscall's fork rather than os.StartProcess, whose first use forks a child more to
+	// probe for pidfd support; the monitor is not ours to wait for.
+	pid, _, err := syscall.StartProcess(mon, args, &syscall.ProcAttr{
 		Dir:   l.dir,
 		Env:   env,
-		Files: []*os.File{devnull, logf, logf, client},
+		Files: fds,
 		Sys:   &sysProcAttrSetsid,
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("container %s: start %s: %w", short(c.ID), mon, err)
 	}
-	pid := p.Pid
-	p.Release()
 	_, start, _ := procStat(pid)
 	return pid, start, nil
 }
@@ -472,15 +496,17 @@ func (e *Engine) removeLocked(l *lockedDir, c *Container, volumes bool) error {
 const removingPfx = ".removing-"
 
 func (e *Engine) finishRemoval(dir string, c *Container, volumes bool) error {
-	var errs []error
-	if sn, err := e.snapshotter(); err == nil {
-		if err := sn.Remove(c.ID); err != nil {
-			errs = append(errs, err)
+	// The snapshot and the directory are removed side by side: each is a walk of
+	// unlinks that waits on the filesystem.
+	snapErr := make(chan error, 1)
+	go func() {
+		sn, err := e.snapshotter()
+		if err == nil {
+			err = sn.Remove(c.ID)
 		}
-	} else {
-		errs = append(errs, err)
-	}
-	trace("remove snapshot removed")
+		snapErr <- err
+	}()
+	var errs []error
 	if volumes {
 		for _, m := range c.Mounts {
 			if m.Type == "volume" && m.Anonymous {
@@ -490,10 +516,17 @@ func (e *Engine) finishRemoval(dir string, c *Container, volumes bool) error {
 			}
 		}
 	}
-	e.freeUserNS(c.ID)
+	if c.UserNSMap != nil {
+		// A scan of every allocation: only for a container that has one.
+		e.freeUserNS(c.ID)
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
 	}
+	if err := <-snapErr; err != nil {
+		errs = append(errs, err)
+	}
+	trace("remove snapshot removed")
 	return errors.Join(errs...)
 }
 

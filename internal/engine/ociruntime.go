@@ -21,8 +21,9 @@ import (
 type ociRuntime interface {
 	name() string
 	// create sets the container up from bundle/config.json with the given stdio (or a
-	// console socket) and returns its init's pid.
-	create(id, bundle string, stdio [3]*os.File, consoleSocket string) (int, error)
+	// console socket) and returns its init's pid. spawn, if set, forks the init, and
+	// spec is the config in memory (the built-in runtime only; another reads the bundle's).
+	create(id, bundle string, stdio [3]*os.File, consoleSocket string, spawn runtime.Spawner, spec *specs.Spec) (int, error)
 	start(id string) error
 	kill(id string, sig unix.Signal, all bool) error
 	// exec runs a process in the running container (see Engine.Exec).
@@ -62,8 +63,9 @@ type builtinRuntime struct{ rt *runtime.Runtime }
 
 func (b *builtinRuntime) name() string { return "berth" }
 
-func (b *builtinRuntime) create(id, bundle string, stdio [3]*os.File, consoleSocket string) (int, error) {
-	if err := b.rt.Create(id, runtime.CreateOpts{Bundle: bundle, Stdio: stdio, ConsoleSocket: consoleSocket}); err != nil {
+func (b *builtinRuntime) create(id, bundle string, stdio [3]*os.File, consoleSocket string, spawn runtime.Spawner, spec *specs.Spec) (int, error) {
+	o := runtime.CreateOpts{Bundle: bundle, Stdio: stdio, ConsoleSocket: consoleSocket, Spawn: spawn, Spec: spec}
+	if err := b.rt.Create(id, o); err != nil {
 		return 0, err
 	}
 	st, err := b.rt.State(id)
@@ -123,7 +125,7 @@ func (x *execRuntime) run(stdio [3]*os.File, args ...string) error {
 	return nil
 }
 
-func (x *execRuntime) create(id, bundle string, stdio [3]*os.File, consoleSocket string) (int, error) {
+func (x *execRuntime) create(id, bundle string, stdio [3]*os.File, consoleSocket string, _ runtime.Spawner, _ *specs.Spec) (int, error) {
 	pidFile := filepath.Join(bundle, "init.pid")
 	args := []string{"create", "--bundle", bundle, "--pid-file", pidFile}
 	if consoleSocket != "" {

@@ -38,6 +38,9 @@ type specInputs struct {
 	Hostname string
 	// InitBinary is berth-init on the host, for --init.
 	InitBinary string
+	// LoUp asks for lo to be set up in the network namespace the runtime makes
+	// (--network none, setupNone).
+	LoUp bool
 }
 
 // securityOpts is --security-opt, parsed.

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -66,14 +65,39 @@ func newID() (string, error) {
 	}
 }
 
-var (
-	idRe   = regexp.MustCompile(`^[a-f0-9]{64}$`)
-	nameRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-)
+// isID tells whether s is a full container id: 64 lowercase hex digits. (Checks by hand
+// rather than regexps: these run on every command, and compiling a regexp at start-up
+// costs more than all the checks of a command.)
+func isID(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// isName tells whether s is a valid container or volume name: [a-zA-Z0-9][a-zA-Z0-9_.-]*.
+func isName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidateName checks a --name as Docker does.
 func ValidateName(name string) error {
-	if !nameRe.MatchString(name) || len(name) > 128 {
+	if !isName(name) || len(name) > 128 {
 		return messagef("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name)
 	}
 	return nil
@@ -165,13 +189,13 @@ func (e *Engine) Resolve(ref string) (string, error) {
 	if ref == "" {
 		return "", &NotFoundError{Ref: ref}
 	}
-	if idRe.MatchString(ref) {
+	if isID(ref) {
 		if _, err := os.Lstat(e.dir(ref)); err == nil {
 			return ref, nil
 		}
 	}
-	if nameRe.MatchString(ref) {
-		if id, err := os.Readlink(e.namePath(ref)); err == nil && idRe.MatchString(id) {
+	if isName(ref) {
+		if id, err := os.Readlink(e.namePath(ref)); err == nil && isID(id) {
 			if _, err := os.Lstat(e.dir(id)); err == nil {
 				return id, nil
 			}
@@ -215,7 +239,7 @@ func (e *Engine) ids() ([]string, error) {
 			e.removeAbandoned(strings.TrimPrefix(n, creatingPfx))
 		case strings.HasPrefix(n, removingPfx):
 			e.finishAbandonedRemoval(strings.TrimPrefix(n, removingPfx))
-		case idRe.MatchString(n):
+		case isID(n):
 			ids = append(ids, n)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -39,11 +38,9 @@ type Volume struct {
 	Anonymous bool `json:"Anonymous,omitempty"`
 }
 
-var volumeNameRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-
 // ValidateVolumeName checks a volume name as Docker does.
 func ValidateVolumeName(name string) error {
-	if !volumeNameRe.MatchString(name) || len(name) > 255 {
+	if !isName(name) || len(name) > 255 {
 		return fmt.Errorf("create %s: %q includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path", name, name)
 	}
 	return nil

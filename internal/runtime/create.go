@@ -33,6 +33,10 @@ type CreateOpts struct {
 	PreserveFDs int
 	// Stdio overrides the container's stdin, stdout and stderr (nil: this process's own).
 	Stdio [3]*os.File
+	// Spawn, if set, starts the init in place of this process (see Spawner).
+	Spawn Spawner
+	// Spec, if set, is the config to use in place of the bundle's config.json.
+	Spec *specs.Spec
 }
 
 // initConfig is what the parent sends the init once its namespaces exist.
@@ -75,7 +79,7 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 	if err != nil {
 		return fmt.Errorf("container %s: bundle %s: %w", id, o.Bundle, err)
 	}
-	spec, rawSpec, err := loadSpec(bundle)
+	spec, rawSpec, err := o.loadSpec(bundle)
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
@@ -308,11 +312,8 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 	defer exe.Close()
 	// execve of /proc/self/fd/N runs the sealed file itself (the descriptor closes on exec,
 	// after the kernel has resolved it).
-	c.child, err = os.StartProcess(fmt.Sprintf("/proc/self/fd/%d", exe.Fd()), []string{"berth-runtime", "init"}, &os.ProcAttr{
-		Env:   []string{"_BERTH_INITPIPE=" + strconv.Itoa(sockFD), "GOMAXPROCS=1", "GOGC=off"},
-		Files: files,
-		Sys:   sys,
-	})
+	c.child, err = c.startInit(exe, []string{"berth-runtime", "init"},
+		[]string{"_BERTH_INITPIPE=" + strconv.Itoa(sockFD), "GOMAXPROCS=1", "GOGC=off"}, files, sys)
 	if err != nil {
 		return 0, fmt.Errorf("start init from %s: %w", c.r.exe(), err)
 	}
@@ -335,7 +336,7 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 	}
 	if pid != c.child.Pid {
 		// The child forked into the new pid namespace and has exited; reap it.
-		if _, err := c.child.Wait(); err != nil {
+		if err := c.reapFirstStage(); err != nil {
 			return 0, fmt.Errorf("wait for init's first stage: %w", err)
 		}
 	}

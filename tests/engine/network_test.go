@@ -42,6 +42,18 @@ func TestNetworkModes(t *testing.T) {
 	if r := h.run("run", "--rm", "--network", "none", "busybox", "sh", "-c", "ip -o link | cut -d: -f2 | tr -d ' '"); r.stdout != "lo\n" {
 		t.Errorf("--network none: %s", r)
 	}
+	// container:NAME of a none container: the same namespace (its lo, its listener)
+	// and its files.
+	h.ok("run", "-d", "--name", "lonely", "--network", "none", "--add-host", "peer:10.9.9.9", "busybox", "sh", "-c",
+		"mkdir -p /www; echo from lonely > /www/index.html; exec httpd -f -p 127.0.0.1:8080 -h /www")
+	eventually(t, 5*time.Second, "lonely's listener", func() bool {
+		return strings.Contains(h.run("exec", "lonely", "netstat", "-ltn").stdout, "127.0.0.1:8080")
+	})
+	r0 := h.run("run", "--rm", "--network", "container:lonely", "busybox", "sh", "-c", "wget -qO- http://127.0.0.1:8080/; grep peer /etc/hosts; hostname")
+	if want := "from lonely\n10.9.9.9\tpeer\n" + h.inspect("lonely", "{{.Config.Hostname}}") + "\n"; r0.stdout != want {
+		t.Errorf("--network container:NAME of a none container: %s, want stdout %q", r0, want)
+	}
+	h.ok("rm", "-f", "lonely")
 	host, _ := os.Hostname()
 	hostLinks, _ := net.Interfaces()
 	r := h.run("run", "--rm", "--network", "host", "busybox", "sh", "-c", "hostname; ip -o link | wc -l")

@@ -136,3 +136,48 @@ func (tm *term) wait(timeout time.Duration) int {
 	tm.t.Fatalf("berth: %v", tm.err)
 	return -1
 }
+
+// exec -it detaches with ctrl-p ctrl-q as on Docker: berth exits 0 and the exec'd shell
+// goes on running in the container, its terminal still open; what was typed before the
+// keys reached it, and a lone ctrl-p is passed through.
+func TestExecDetach(t *testing.T) {
+	h := newHarness(t)
+	h.ok("run", "-d", "--name", "box", "busybox", "sleep", "1000")
+	tm := h.startTerm("exec", "-it", "box", "sh")
+	tm.expect("# ", 10*time.Second)
+	// A ctrl-p not followed by ctrl-q is the shell's (busybox sh ignores it).
+	tm.typ("\x10echo $$ > /tmp/sh.pid; echo marked $((6*7))\r")
+	tm.expect("marked 42", 5*time.Second)
+	// Typed before the keys, in the same write: reaches the shell, which then runs it
+	// with nobody attached.
+	tm.typ("(sleep 0.3; echo after > /tmp/after) &\r\x10\x11")
+	if code := tm.wait(5 * time.Second); code != 0 {
+		t.Fatalf("detach from exec -it: berth exited %d; screen:\n%s", code, tm.text())
+	}
+	pid := strings.TrimSpace(h.ok("exec", "box", "cat", "/tmp/sh.pid"))
+	eventually(t, 5*time.Second, "the detached shell's background job", func() bool {
+		return h.run("exec", "box", "cat", "/tmp/after").stdout == "after\n"
+	})
+	if r := h.run("exec", "box", "cat", "/proc/"+pid+"/comm"); r.stdout != "sh\n" {
+		t.Errorf("the detached shell %s is not running in the container: %s", pid, r)
+	}
+	// It is gone with the container, and so is what held its terminal.
+	h.ok("rm", "-f", "box")
+	eventually(t, 5*time.Second, "the terminal holder to exit", func() bool { return len(ptyHolders()) == 0 })
+}
+
+// ptyHolders lists the berth-pty-hold processes.
+func ptyHolders() []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscan(e.Name(), &pid); err != nil {
+			continue
+		}
+		if b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline"); strings.HasPrefix(string(b), "berth-pty-hold\x00") {
+			out = append(out, pid)
+		}
+	}
+	return out
+}

@@ -77,6 +77,31 @@ const (
 	HelperExited  = "exited"
 )
 
+// The spawn socket (berth-monitor's spawn-fd, SOCK_SEQPACKET): the berth command that
+// starts a container drives the runtime's create itself, and the monitor forks the init
+// for it so that the init is the monitor's child. Each packet is a type byte and a payload.
+const (
+	// Monitor to berth.
+	SpawnReady = 'K' // the container's stdio (or console socket) is made
+	SpawnPid   = 'P' // payload: the pid of the process just forked
+	SpawnError = 'E' // payload: why the fork failed
+	// Berth to monitor.
+	// SpawnInit asks for a fork: payload "CG\0ARGC\0ARGV...\0ENV..." fields separated by
+	// NUL, CG "1" when a cgroup descriptor follows the executable's; the descriptors
+	// (SCM_RIGHTS) are the executable, the cgroup if any, then the child's from 3 on. Its
+	// stdio is the monitor's.
+	SpawnInit    = 'S'
+	SpawnCreated = 'C' // payload: the init's pid, created and recorded
+	SpawnStarted = 'R' // payload: the init's pid, started and recorded as running
+	SpawnFailed  = 'F' // payload: "CODE message", as a start helper's error; torn down
+	// SpawnMaxFDs bounds the descriptors of one SpawnInit.
+	SpawnMaxFDs = 32
+)
+
+// PtyHoldName is berth-monitor's argv[0] when it holds the terminal of a detached `exec
+// -it` (descriptor 3, the pty master) until its processes are gone.
+const PtyHoldName = "berth-pty-hold"
+
 // Files in the container's directory. The monitor runs with that directory as its working
 // directory and names them relative to it, so socket paths stay short.
 const (

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for cmd in busybox:busybox-static git:git gcc:gcc make:make ip:iproute2 lsns:util-linux; do
+# musl-gcc: berth-runtime is linked statically against musl (hack/build-runtime.sh says why).
+for cmd in busybox:busybox-static git:git gcc:gcc make:make ip:iproute2 lsns:util-linux musl-gcc:musl-tools; do
   command -v "${cmd%%:*}" >/dev/null || need+=("${cmd#*:}")
 done
 # The integration tests copy busybox into each rootfs: it must be the static build.

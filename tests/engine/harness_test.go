@@ -61,16 +61,17 @@ func TestMain(m *testing.M) {
 func build() error {
 	// berth and berth-runtime share a build stamp, as `make build` gives them, so the
 	// containers' init is the static berth-runtime (engine.initExe).
-	stamp := fmt.Sprintf("-X github.com/berth-containers/berth/internal/runtime.BuildStamp=engine-test-%d", time.Now().UnixNano())
+	stamp := fmt.Sprintf("engine-test-%d", time.Now().UnixNano())
+	rt := exec.Command("bash", "../../hack/build-runtime.sh", filepath.Join(binDir, "berth-runtime"), stamp)
+	rt.Stdout, rt.Stderr = os.Stderr, os.Stderr
+	if err := rt.Run(); err != nil {
+		return fmt.Errorf("build berth-runtime: %w", err)
+	}
 	for _, b := range []struct{ out, pkg, cgo string }{
 		{"berth", "./cmd/berth", ""},
-		{"berth-runtime", "./cmd/berth-runtime", ""},
 		{"berth-monitor", "./cmd/berth-monitor", "CGO_ENABLED=0"},
 	} {
-		args := []string{"build", "-trimpath", "-ldflags", stamp}
-		if b.out == "berth-runtime" {
-			args = []string{"build", "-trimpath", "-tags", "osusergo,netgo", "-ldflags", stamp + " -extldflags=-static"}
-		}
+		args := []string{"build", "-trimpath", "-ldflags", "-X github.com/berth-containers/berth/internal/runtime.BuildStamp=" + stamp}
 		cmd := exec.Command("go", append(args, "-o", filepath.Join(binDir, b.out), "github.com/berth-containers/berth/"+strings.TrimPrefix(b.pkg, "./"))...)
 		cmd.Env = os.Environ()
 		if b.cgo != "" {

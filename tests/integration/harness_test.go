@@ -70,7 +70,7 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		runtimeBin, probeBin = filepath.Join(dir, "berth-runtime"), filepath.Join(dir, "probe")
-		if err := goBuild(runtimeBin, "./cmd/berth-runtime", nil); err != nil {
+		if err := buildRuntime(runtimeBin); err != nil {
 			fmt.Fprintln(os.Stderr, "build berth-runtime:", err)
 			os.Exit(1)
 		}
@@ -101,6 +101,14 @@ func removeEmptyCgroupParents() {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// buildRuntime builds berth-runtime as `make build` does (hack/build-runtime.sh), so the
+// tests run the binary that ships: static, and against musl where it is installed.
+func buildRuntime(out string) error {
+	build := exec.Command("bash", "../../hack/build-runtime.sh", out)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	return build.Run()
 }
 
 func goBuild(out, pkg string, env []string) error {

@@ -155,7 +155,7 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 	if err != nil {
 		return 0, err
 	}
-	if !isMounted(snap.Rootfs) {
+	if !isMounted(snap.Rootfs) && !e.runtimeMountsRoot(snap) {
 		if c.UserNSMap != nil && snap.Driver == "overlay" {
 			err = e.mountIDMapped(snap.Lower, snap.Upper, snap.Work, snap.Rootfs, c.UserNSMap)
 		} else {
@@ -217,6 +217,7 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 	}
 	if hold != nil {
 		rootlessSpec(spec, hold, in.HostNet)
+		rootlessRootfsSpec(spec, snap)
 	}
 	if rt.name() != "berth" {
 		// runc and crun check the version they were built for.

@@ -363,6 +363,8 @@ func runUserNSHelper(kind string) int {
 		err = image.FlattenLayer(args[0], args[1], true)
 	case usernsHold:
 		err = holdMain(args)
+	case usernsProbeOverlay:
+		err = probeOverlayMain(args)
 	default:
 		err = fmt.Errorf("unknown helper %q", kind)
 	}

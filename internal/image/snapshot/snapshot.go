@@ -87,16 +87,16 @@ func New(store *image.Store) (*Snapshotter, error) {
 	return sn, nil
 }
 
-// NewWithDriver is New with the driver chosen by the caller.
+// NewWithDriver is New with the driver chosen by the caller (who probed for it, if need
+// be: New's probe mounts on the host, which only root may do).
 func NewWithDriver(store *image.Store, d Driver) (*Snapshotter, error) {
 	if d != Overlay && d != Copy {
 		return nil, fmt.Errorf("unknown snapshot driver %q", d)
 	}
-	sn, err := New(store)
-	if err != nil {
-		return nil, err
+	sn := &Snapshotter{store: store, dir: filepath.Join(store.Root(), "snapshots"), driver: d}
+	if err := os.MkdirAll(sn.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create snapshot directory: %w", err)
 	}
-	sn.driver = d
 	return sn, nil
 }
 

@@ -43,7 +43,12 @@ const usernsProbeOverlay = usernsPrefix + "probe-overlay"
 // overlay mounts in a user namespace here, copies otherwise.
 func (e *Engine) rootlessSnapshotter(s *image.Store) (*snapshot.Snapshotter, error) {
 	d, _ := e.rootlessDriver(filepath.Join(s.Root(), "snapshots"))
-	return snapshot.NewWithDriver(s, d)
+	sn, err := snapshot.NewWithDriver(s, d)
+	if err != nil {
+		return nil, err
+	}
+	sn.LimitOverlayData(len(",userxattr"))
+	return sn, nil
 }
 
 // rootlessDriver returns the store's driver and, for the copy, why not overlay.

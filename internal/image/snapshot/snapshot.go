@@ -72,6 +72,10 @@ type Snapshotter struct {
 	store  *image.Store
 	dir    string
 	driver Driver
+	// dataLimit, when set, makes Prepare copy an image whose overlay options (plus
+	// dataExtra bytes) would not fit the page mount(2) takes (see LimitOverlayData).
+	dataLimit bool
+	dataExtra int
 }
 
 var keyRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
@@ -102,6 +106,14 @@ func NewWithDriver(store *image.Store, d Driver) (*Snapshotter, error) {
 
 // Driver is the driver Prepare uses.
 func (sn *Snapshotter) Driver() Driver { return sn.driver }
+
+// LimitOverlayData is for a caller whose overlays are mounted with mount(2) alone (a
+// container's init, given the options in an annotation): an image whose options, plus
+// extra bytes the caller adds, would exceed the page mount(2) takes (some 30 layers under a
+// long home directory) gets a copy instead, where Mount would have used the new mount API.
+func (sn *Snapshotter) LimitOverlayData(extra int) {
+	sn.dataLimit, sn.dataExtra = true, extra
+}
 
 var probeCache sync.Map // snapshot dir -> Driver
 
@@ -184,7 +196,16 @@ func (sn *Snapshotter) Prepare(key string, img *image.Image) (*Snapshot, error) 
 	if err := os.Mkdir(s.Rootfs, 0o755); err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", key, err)
 	}
-	switch sn.driver {
+	if s.Driver == Overlay && sn.dataLimit {
+		n := len("lowerdir=,upperdir=,workdir=") + len(filepath.Join(dir, "upper")) + len(filepath.Join(dir, "work")) + sn.dataExtra
+		for _, l := range layers {
+			n += len(l) + 1
+		}
+		if n > maxMountData {
+			s.Driver = Copy
+		}
+	}
+	switch s.Driver {
 	case Overlay:
 		s.Upper, s.Work = filepath.Join(dir, "upper"), filepath.Join(dir, "work")
 		for _, d := range []string{s.Upper, s.Work} {

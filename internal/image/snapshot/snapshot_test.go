@@ -290,6 +290,38 @@ func TestManyLayersMount(t *testing.T) {
 	if len(ents) != 120 {
 		t.Errorf("%d files from 120 layers", len(ents))
 	}
+
+	// A snapshotter whose overlays only mount(2) will mount (a rootless container's init)
+	// copies this image, and keeps an overlay for one that fits the page.
+	lim, err := snapshot.NewWithDriver(s, snapshot.Overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim.LimitOverlayData(len(",userxattr"))
+	cp, err := lim.Prepare("many-limited", got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lim.Remove("many-limited") })
+	if cp.Driver != snapshot.Copy || len(cp.Lower) != 0 {
+		t.Errorf("%d layers with LimitOverlayData: driver %s; want a copy", len(got.Layers), cp.Driver)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(cp.Rootfs, "l")); len(ents) != 120 {
+		t.Errorf("the copy has %d files from 120 layers", len(ents))
+	}
+	small, err := s.Get("many/layers:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small.Layers = small.Layers[:3]
+	ov, err := lim.Prepare("few-limited", small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lim.Remove("few-limited") })
+	if ov.Driver != snapshot.Overlay || len(strings.Join(append(ov.MountOptions(), "userxattr"), ",")) > 4095 {
+		t.Errorf("3 layers with LimitOverlayData: driver %s", ov.Driver)
+	}
 }
 
 func BenchmarkPrepareRemove(b *testing.B) {

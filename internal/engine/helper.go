@@ -166,7 +166,7 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		}
 	}
 	st.Mounted = true
-	if err := populateVolumes(c, snap.Rootfs); err != nil {
+	if err := e.populateVolumesOf(c, snap); err != nil {
 		return 0, err
 	}
 	// Recorded before anything else is made, so that a helper killed from here on leaves

@@ -365,6 +365,8 @@ func runUserNSHelper(kind string) int {
 		err = holdMain(args)
 	case usernsProbeOverlay:
 		err = probeOverlayMain(args)
+	case usernsOpenRoot:
+		err = openRootMain(args)
 	default:
 		err = fmt.Errorf("unknown helper %q", kind)
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,4 +177,120 @@ func probeOverlayMain(args []string) error {
 		return fmt.Errorf("overlay in a user namespace: an opaque directory shows its lower contents (%v)", err)
 	}
 	return nil
+}
+
+// usernsOpenRoot is the helper kind that mounts a rootless overlay and hands back its root.
+const usernsOpenRoot = usernsPrefix + "open-root"
+
+// openOverlayRoot gives a handle on the root of a rootless overlay snapshot that no
+// container is running from (cp, export, volumes filled from the image): the user cannot
+// mount it, so a child in a user and mount namespace of its own mounts it and passes back
+// an O_PATH handle on its root. The child's namespace goes when it exits; the mount lives
+// on, detached, as long as the handle. readonly mounts the upper directory as the top
+// lower layer, so that nothing is written (export, read while a container may start).
+func (e *Engine) openOverlayRoot(snap *snapshot.Snapshot, readonly bool) (*os.File, error) {
+	opts := append(snap.MountOptions(), "userxattr")
+	if readonly {
+		opts = []string{"lowerdir=" + strings.Join(append([]string{snap.Upper}, snap.Lower...), ":"), "userxattr"}
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: socketpair: %w", snap.Key, err)
+	}
+	sock, peer := os.NewFile(uintptr(fds[0]), "open-root"), os.NewFile(uintptr(fds[1]), "open-root")
+	defer sock.Close()
+	ro := "rw"
+	if readonly {
+		ro = "ro"
+	}
+	c, err := e.startUserNS(usernsOpenRoot, unix.CLONE_NEWNS, []string{strings.Join(opts, ","), snap.Rootfs, ro}, nil, peer)
+	peer.Close()
+	if err != nil {
+		return nil, err
+	}
+	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, rerr := unix.Recvmsg(fds[0], buf, oob, unix.MSG_CMSG_CLOEXEC)
+	var root *os.File
+	if rerr == nil && oobn > 0 {
+		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil && len(msgs) == 1 {
+			if rights, err := unix.ParseUnixRights(&msgs[0]); err == nil && len(rights) == 1 {
+				root = os.NewFile(uintptr(rights[0]), snap.Rootfs)
+			}
+		}
+	}
+	if err := c.wait(); err != nil {
+		if root != nil {
+			root.Close()
+		}
+		return nil, fmt.Errorf("snapshot %s: mount its overlay in the user namespace: %s", snap.Key, err)
+	}
+	if root == nil {
+		return nil, fmt.Errorf("snapshot %s: the user namespace helper sent no handle on the overlay (%v)", snap.Key, rerr)
+	}
+	return root, nil
+}
+
+// openRootMain is the child of openOverlayRoot: args are the overlay's mount data, the
+// directory to mount it on (in this namespace only) and rw or ro; the handle goes out
+// through stdout, a unix socket.
+func openRootMain(args []string) error {
+	if len(args) != 3 {
+		return errors.New("want DATA TARGET rw|ro")
+	}
+	var flags uintptr
+	if args[2] == "ro" {
+		flags = unix.MS_RDONLY
+	}
+	if err := unix.Mount("overlay", args[1], "overlay", flags, args[0]); err != nil {
+		return fmt.Errorf("mount overlay on %s (data %q): %w", args[1], args[0], err)
+	}
+	fd, err := unix.Open(args[1], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", args[1], err)
+	}
+	if err := unix.Sendmsg(1, []byte{0}, unix.UnixRights(fd), nil, 0); err != nil {
+		return fmt.Errorf("send the handle on %s: %w", args[1], err)
+	}
+	return nil
+}
+
+// rootPath names an open directory by a path that the archive code and securejoin take
+// as a directory: the magic link, followed (the trailing "." makes Lstat follow it).
+func rootPath(root *os.File) string {
+	return fmt.Sprintf("/proc/self/fd/%d/.", root.Fd())
+}
+
+// exportRootless is Export for a rootless overlay snapshot.
+func (e *Engine) exportRootless(snap *snapshot.Snapshot, w io.Writer) error {
+	root, err := e.openOverlayRoot(snap, true)
+	if err != nil {
+		return fmt.Errorf("export %s: %w", snap.Key, err)
+	}
+	defer root.Close()
+	return snapshot.ExportDir(w, rootPath(root))
+}
+
+// populateVolumesOf fills the container's empty volumes from its image (populateVolumes);
+// a rootless overlay is opened for that only when some volume needs it.
+func (e *Engine) populateVolumesOf(c *Container, snap *snapshot.Snapshot) error {
+	if !e.runtimeMountsRoot(snap) {
+		return populateVolumes(c, snap.Rootfs)
+	}
+	need := false
+	for _, m := range c.Mounts {
+		if m.Type == "volume" && !strings.Contains(m.Mode, "nocopy") {
+			if ents, err := os.ReadDir(m.Source); err == nil && len(ents) == 0 {
+				need = true
+			}
+		}
+	}
+	if !need {
+		return nil
+	}
+	root, err := e.openOverlayRoot(snap, true)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return populateVolumes(c, rootPath(root))
 }

@@ -641,7 +641,43 @@ func TestRootlessOverlay(t *testing.T) {
 	if out := u.ok(t, "run", "--rm", "--network", "none", "busybox", "cat", "/data/seed"); out != "from the image\n" {
 		t.Errorf("a new container's /data/seed: %q; want the image's", out)
 	}
+	// The stopped container's overlay, which the user cannot mount, through a helper in
+	// the user namespace: cp out of it and into it, export it.
+	got := filepath.Join(u.home, "got")
+	u.ok(t, "cp", "ov:/written", got)
+	if b, err := os.ReadFile(got); err != nil || string(b) != "written\n" {
+		t.Errorf("cp out of the stopped container: %q, %v", b, err)
+	}
+	in := filepath.Join(u.home, "in")
+	os.WriteFile(in, []byte("copied in\n"), 0o644)
+	os.Chown(in, u.uid, u.gid)
+	u.ok(t, "cp", in, "ov:/incoming")
+	if b, err := os.ReadFile(filepath.Join(snap, "upper", "incoming")); err != nil || string(b) != "copied in\n" {
+		t.Errorf("cp into the stopped container: upper/incoming %q, %v", b, err)
+	}
+	exported := u.ok(t, "export", "ov")
+	names := map[string]bool{}
+	tr := tar.NewReader(strings.NewReader(exported))
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			if err != io.EOF {
+				t.Errorf("export: %v", err)
+			}
+			break
+		}
+		names[strings.TrimPrefix(hdr.Name, "./")] = true
+	}
+	if !names["written"] || !names["incoming"] || !names["bin/busybox"] || names["data/seed"] {
+		t.Errorf("export of the stopped container has written %v, incoming %v, bin/busybox %v, data/seed %v; want all but the deleted seed",
+			names["written"], names["incoming"], names["bin/busybox"], names["data/seed"])
+	}
 	u.ok(t, "rm", "ov")
+	// A new named volume is filled from the image's directory it is mounted on.
+	if out := u.ok(t, "run", "--rm", "--network", "none", "-v", "seeded:/data", "busybox", "cat", "/data/seed"); out != "from the image\n" {
+		t.Errorf("a new volume on /data: seed %q; want the image's", out)
+	}
+	u.ok(t, "volume", "rm", "seeded")
 
 	// -it: the console makes the runtime take the Go init; the overlay is there too.
 	tm := u.startTerm(t, logEnv, "run", "-it", "--rm", "--name", "tty", "--network", "none", "busybox", "sh")

@@ -176,6 +176,11 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		return 0, err
 	}
 	in := specInputs{Rootfs: snap.Rootfs}
+	if e.runtimeMountsRoot(snap) {
+		if in.UserDB, err = e.userDBView(snap, l.path("userdb")); err != nil {
+			return 0, err
+		}
+	}
 	if c.HostConfig.Init != nil && *c.HostConfig.Init {
 		if in.InitBinary, err = e.monitorExe(); err != nil {
 			return 0, fmt.Errorf("--init: %w", err)

@@ -294,3 +294,58 @@ func (e *Engine) populateVolumesOf(c *Container, snap *snapshot.Snapshot) error 
 	defer root.Close()
 	return populateVolumes(c, rootPath(root))
 }
+
+// userDBView writes the container's /etc/passwd and /etc/group, as its overlay shows them,
+// under dir/etc, and returns dir: the container's user is resolved there, the overlay not
+// being mounted on the host. The files are read through the layers (snapshot.ReadFile),
+// or, for a path with a symlink on the way, through a mount in the user namespace.
+func (e *Engine) userDBView(snap *snapshot.Snapshot, dir string) (string, error) {
+	etc := filepath.Join(dir, "etc")
+	if err := os.MkdirAll(etc, 0o700); err != nil {
+		return "", fmt.Errorf("container user database: %w", err)
+	}
+	var root *os.File
+	defer func() {
+		if root != nil {
+			root.Close()
+		}
+	}()
+	for _, f := range []string{"passwd", "group"} {
+		b, err := snap.ReadFile("/etc/" + f)
+		if errors.Is(err, snapshot.ErrSymlinkInPath) {
+			if root == nil {
+				if root, err = e.openOverlayRoot(snap, true); err != nil {
+					return "", err
+				}
+			}
+			b, err = readInRoot(root, "etc/"+f)
+		}
+		dst := filepath.Join(etc, f)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			// No such file in the image: none in the view either.
+			if rerr := os.Remove(dst); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				return "", fmt.Errorf("container user database: %w", rerr)
+			}
+			continue
+		case err != nil:
+			return "", fmt.Errorf("container user database: read /etc/%s: %w", f, err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			return "", fmt.Errorf("container user database: %w", err)
+		}
+	}
+	return dir, nil
+}
+
+// readInRoot reads name resolved inside root, as if root were "/" (symlinks included).
+func readInRoot(root *os.File, name string) ([]byte, error) {
+	fd, err := unix.Openat2(int(root.Fd()), name, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+	if err != nil {
+		return nil, &os.PathError{Op: "openat2", Path: name, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	return io.ReadAll(f)
+}

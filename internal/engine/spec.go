@@ -38,6 +38,9 @@ type specInputs struct {
 	Hostname string
 	// InitBinary is berth-init on the host, for --init.
 	InitBinary string
+	// UserDB, when set, is a directory whose etc/passwd and etc/group are the container's
+	// (a rootless overlay is not mounted on the host: see userDBView).
+	UserDB string
 }
 
 // securityOpts is --security-opt, parsed.
@@ -235,7 +238,11 @@ func (e *Engine) buildSpec(c *Container, in specInputs) (*specs.Spec, error) {
 		env = append(env, "TERM=xterm")
 	}
 	p.Env = env
-	user, err := image.ResolveUser(in.Rootfs, c.Config.User)
+	userDB := in.Rootfs
+	if in.UserDB != "" {
+		userDB = in.UserDB
+	}
+	user, err := image.ResolveUser(userDB, c.Config.User)
 	if err != nil {
 		return nil, err
 	}

@@ -673,6 +673,30 @@ func TestRootlessOverlay(t *testing.T) {
 			names["written"], names["incoming"], names["bin/busybox"], names["data/seed"])
 	}
 	u.ok(t, "rm", "ov")
+	// The user is resolved in the container's /etc/passwd and /etc/group without mounting
+	// the overlay: through the layers, or (a symlink on the way, here put in with cp) through
+	// the helper's mount.
+	if out := u.ok(t, "run", "--rm", "--network", "none", "-u", "svc", "busybox", "id"); out != "uid=1000(svc) gid=1000(svc)\n" {
+		t.Errorf("-u svc: id %q", out)
+	}
+	u.ok(t, "create", "--name", "lk", "--network", "none", "-u", "pw", "busybox", "id")
+	var tb strings.Builder
+	tw := tar.NewWriter(&tb)
+	// Owned by the user: cp as the user cannot give a symlink away (a limit of rootless cp).
+	tw.WriteHeader(&tar.Header{Name: "etc/passwd", Typeflag: tar.TypeSymlink, Linkname: "/data/pw", Uid: u.uid, Gid: u.gid})
+	pw := "pw:x:1234:1234::/:/bin/sh\n"
+	tw.WriteHeader(&tar.Header{Name: "data/pw", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(pw)), Uid: u.uid, Gid: u.gid})
+	tw.Write([]byte(pw))
+	tw.Close()
+	cpIn := u.command(nil, "cp", "-", "lk:/")
+	cpIn.Stdin = strings.NewReader(tb.String())
+	if out, err := cpIn.CombinedOutput(); err != nil {
+		t.Fatalf("cp - lk:/: %v: %s", err, out)
+	}
+	if out := u.ok(t, "start", "-a", "lk"); !strings.HasPrefix(out, "uid=1234(pw) gid=1234") {
+		t.Errorf("-u pw with /etc/passwd a symlink: id %q", out)
+	}
+	u.ok(t, "rm", "lk")
 	// A new named volume is filled from the image's directory it is mounted on.
 	if out := u.ok(t, "run", "--rm", "--network", "none", "-v", "seeded:/data", "busybox", "cat", "/data/seed"); out != "from the image\n" {
 		t.Errorf("a new volume on /data: seed %q; want the image's", out)

@@ -424,3 +424,71 @@ func (sn *Snapshotter) Export(key string, w io.Writer) error {
 func ExportDir(w io.Writer, dir string) error {
 	return archive.Tar(w, dir, archive.TarOptions{})
 }
+
+// ErrSymlinkInPath is ReadFile's answer for a path with a symlink on the way, which only
+// a mounted overlay resolves.
+var ErrSymlinkInPath = errors.New("a symlink on the way: mount the snapshot to resolve it")
+
+// overlayOpaqueXattrs mark a directory that hides the layers below it (trusted.* for an
+// overlay mounted by the host's root, user.* for one mounted with userxattr).
+var overlayOpaqueXattrs = []string{archive.OverlayOpaqueXattr, archive.UserOverlayOpaqueXattr}
+
+// ReadFile reads the regular file name (a path inside the container) as the snapshot's
+// overlay shows it, without mounting it: from the upper directory first, then each layer
+// down, honouring whiteouts (the file or a directory above it deleted) and opaque
+// directories. A symlink on the way gives ErrSymlinkInPath. For the copy driver it reads the
+// tree. It serves a caller that may not mount (an unprivileged engine resolving the
+// container's user in its /etc/passwd).
+func (s *Snapshot) ReadFile(name string) ([]byte, error) {
+	rel := strings.TrimPrefix(filepath.Clean("/"+name), "/")
+	if rel == "" {
+		return nil, fmt.Errorf("snapshot %s: read %s: is a directory", s.Key, name)
+	}
+	layers := []string{s.Rootfs}
+	if s.Driver == Overlay {
+		layers = append([]string{s.Upper}, s.Lower...)
+	}
+	parts := strings.Split(rel, "/")
+	notExist := &os.PathError{Op: "read", Path: name, Err: os.ErrNotExist}
+	for _, l := range layers {
+		opaque := false
+		p := l
+		for i, c := range parts {
+			p = filepath.Join(p, c)
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				if errors.Is(err, unix.ENOENT) {
+					break // not in this layer: the next one down may have it
+				}
+				return nil, fmt.Errorf("snapshot %s: read %s: %w", s.Key, name, err)
+			}
+			switch st.Mode & unix.S_IFMT {
+			case unix.S_IFLNK:
+				return nil, fmt.Errorf("snapshot %s: read %s: %w", s.Key, name, ErrSymlinkInPath)
+			case unix.S_IFCHR:
+				return nil, notExist // a whiteout (0:0), or a device, no file to read either way
+			case unix.S_IFDIR:
+				if i == len(parts)-1 {
+					return nil, fmt.Errorf("snapshot %s: read %s: is a directory", s.Key, name)
+				}
+				for _, x := range overlayOpaqueXattrs {
+					if n, err := unix.Lgetxattr(p, x, make([]byte, 1)); err == nil && n == 1 {
+						opaque = true
+					}
+				}
+				continue
+			case unix.S_IFREG:
+				if i == len(parts)-1 {
+					return os.ReadFile(p)
+				}
+			}
+			// Anything but a directory above the file hides the layers below it too.
+			return nil, notExist
+		}
+		if opaque {
+			// A directory on the way hides the layers below; this one had no file.
+			return nil, notExist
+		}
+	}
+	return nil, notExist
+}

@@ -70,30 +70,36 @@ func (e *Engine) rootlessDriver(dir string) (snapshot.Driver, string) {
 			}
 		}
 	}
-	d, why := snapshot.Overlay, ""
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return snapshot.Copy, err.Error()
 	}
-	if err := e.inUserNSWith(usernsProbeOverlay, unix.CLONE_NEWNS, []string{dir}); err != nil {
-		d, why = snapshot.Copy, strings.Join(strings.Fields(err.Error()), " ")
+	c, err := e.startUserNS(usernsProbeOverlay, unix.CLONE_NEWNS, []string{dir}, nil, nil)
+	if err != nil {
+		// No answer from the kernel (no user namespace, no newuidmap): nothing to keep,
+		// and containers will not start either; say why.
+		return snapshot.Copy, "probe: " + oneLine(err.Error())
+	}
+	d, why := snapshot.Overlay, ""
+	if err := c.wait(); err != nil {
+		d, why = snapshot.Copy, oneLine(err.Error())
 	}
 	line := string(d) + " " + release
 	if why != "" {
 		line += " " + why
 	}
-	if err := os.WriteFile(cache, []byte(line+"\n"), 0o600); err != nil {
+	// Written whole and renamed: another engine may be probing the same store.
+	tmp := fmt.Sprintf("%s.%d", cache, os.Getpid())
+	err = os.WriteFile(tmp, []byte(line+"\n"), 0o600)
+	if err == nil {
+		err = os.Rename(tmp, cache)
+	}
+	if err != nil {
+		os.Remove(tmp)
 		e.warn("cache the rootless snapshot driver in %s: %v", cache, err)
 	}
 	return d, why
 }
 
-func (e *Engine) inUserNSWith(kind string, flags uintptr, args []string) error {
-	c, err := e.startUserNS(kind, flags, args, nil, nil)
-	if err != nil {
-		return err
-	}
-	return c.wait()
-}
 
 func kernelRelease() string {
 	var uts unix.Utsname

@@ -737,8 +737,26 @@ func TestRootlessOverlay(t *testing.T) {
 		t.Errorf("the copy's rootfs/written: %q, %v", b, err)
 	}
 	u.ok(t, "rm", "cp")
-	if b, _ := os.ReadFile(filepath.Join(store, "snapshots", ".rootless-driver")); string(b) != "overlay "+release+"\n" {
+	cache := filepath.Join(store, "snapshots", ".rootless-driver")
+	if b, _ := os.ReadFile(cache); string(b) != "overlay "+release+"\n" {
 		t.Errorf("the forced fallback was cached: %q", b)
+	}
+	// A refusal the probe recorded for this kernel is kept (containers get copies); one
+	// recorded for another kernel is probed again.
+	refused := "copy " + release + " mount overlay in a user namespace: invalid argument\n"
+	os.WriteFile(cache, []byte(refused), 0o600)
+	if out := u.ok(t, "info"); !strings.Contains(out, "Storage Driver: copy (rootless: overlay refused: mount overlay in a user namespace: invalid argument)\n") {
+		t.Errorf("info with a cached refusal: %q", out)
+	}
+	if out := u.ok(t, "run", "--rm", "--network", "none", "busybox", "sh", "-c", rootFS); strings.Contains(out, "ROOTFS=overlay") {
+		t.Errorf("with a cached refusal, / is %q; want a copy", out)
+	}
+	os.WriteFile(cache, []byte("copy 1.0.0-old mount overlay in a user namespace: invalid argument\n"), 0o600)
+	if out := u.ok(t, "run", "--rm", "--network", "none", "busybox", "sh", "-c", rootFS); out != "ROOTFS=overlay\n" {
+		t.Errorf("with a refusal cached for another kernel, / is %q; want a new probe and an overlay", out)
+	}
+	if b, _ := os.ReadFile(cache); string(b) != "overlay "+release+"\n" {
+		t.Errorf("after probing again the cache holds %q", b)
 	}
 	u.ok(t, "rmi", "busybox")
 	checkNothingLeft(t, u, store)

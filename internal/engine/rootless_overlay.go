@@ -100,7 +100,6 @@ func (e *Engine) rootlessDriver(dir string) (snapshot.Driver, string) {
 	return d, why
 }
 
-
 func kernelRelease() string {
 	var uts unix.Utsname
 	unix.Uname(&uts)

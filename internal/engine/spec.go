@@ -26,6 +26,9 @@ const InitPath = "/sbin/berth-init"
 // the network namespace is set up, and which files to bind-mount.
 type specInputs struct {
 	Rootfs string
+	// UserDB, when set, is a directory whose etc/passwd and etc/group are the container's
+	// (a rootless overlay is not mounted on the host: see userDBView).
+	UserDB string
 	// NetnsPath is a network namespace to join (--network container:NAME); HostNet shares
 	// the host's.
 	NetnsPath string
@@ -38,9 +41,6 @@ type specInputs struct {
 	Hostname string
 	// InitBinary is berth-init on the host, for --init.
 	InitBinary string
-	// UserDB, when set, is a directory whose etc/passwd and etc/group are the container's
-	// (a rootless overlay is not mounted on the host: see userDBView).
-	UserDB string
 }
 
 // securityOpts is --security-opt, parsed.

@@ -64,6 +64,15 @@ func (e *Engine) withRoot(ref string, fn func(root *os.File) error) error {
 			return err
 		}
 		dir = snap.Rootfs
+		if e.runtimeMountsRoot(snap) {
+			// The lock keeps a start out while the overlay is mounted in the helper.
+			root, err := e.openOverlayRoot(snap, false)
+			if err != nil {
+				return err
+			}
+			defer root.Close()
+			return fn(root)
+		}
 		if snap.Driver == "overlay" && !isMounted(snap.Rootfs) {
 			// The lock keeps a start out while the snapshot is mounted here.
 			if err := snap.Mount(""); err != nil {

@@ -13,5 +13,10 @@ func (e *Engine) Export(ref string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if e.rootless {
+		if snap, err := sn.Get(info.Container.ID); err == nil && e.runtimeMountsRoot(snap) {
+			return e.exportRootless(snap, w)
+		}
+	}
 	return sn.Export(info.Container.ID, w)
 }

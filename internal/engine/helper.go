@@ -176,7 +176,7 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 	if err != nil {
 		return 0, err
 	}
-	if !isMounted(snap.Rootfs) {
+	if !isMounted(snap.Rootfs) && !e.runtimeMountsRoot(snap) {
 		if c.UserNSMap != nil && snap.Driver == "overlay" {
 			err = e.mountIDMapped(snap.Lower, snap.Upper, snap.Work, snap.Rootfs, c.UserNSMap)
 		} else {
@@ -187,7 +187,7 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		}
 	}
 	st.Mounted = true
-	if err := populateVolumes(c, snap.Rootfs); err != nil {
+	if err := e.populateVolumesOf(c, snap); err != nil {
 		return 0, err
 	}
 	// Recorded before anything else is made, so that a helper killed from here on leaves
@@ -197,6 +197,11 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		return 0, err
 	}
 	in := specInputs{Rootfs: snap.Rootfs}
+	if e.runtimeMountsRoot(snap) {
+		if in.UserDB, err = e.userDBView(snap, l.path("userdb")); err != nil {
+			return 0, err
+		}
+	}
 	if c.HostConfig.Init != nil && *c.HostConfig.Init {
 		if in.InitBinary, err = e.monitorExe(); err != nil {
 			return 0, fmt.Errorf("--init: %w", err)
@@ -238,6 +243,7 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 	}
 	if hold != nil {
 		rootlessSpec(spec, hold, in.HostNet)
+		rootlessRootfsSpec(spec, snap)
 	}
 	if rt.name() != "berth" {
 		// runc and crun check the version they were built for.

@@ -363,6 +363,10 @@ func runUserNSHelper(kind string) int {
 		err = image.FlattenLayer(args[0], args[1], true)
 	case usernsHold:
 		err = holdMain(args)
+	case usernsProbeOverlay:
+		err = probeOverlayMain(args)
+	case usernsOpenRoot:
+		err = openRootMain(args)
 	default:
 		err = fmt.Errorf("unknown helper %q", kind)
 	}

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 
 	"github.com/berth-containers/berth/internal/image"
-	"github.com/berth-containers/berth/internal/image/snapshot"
 	"github.com/berth-containers/berth/internal/network"
 )
 
@@ -39,16 +38,6 @@ func (e *Engine) removeAll(path string) error {
 		return e.removeAllRootless(path)
 	}
 	return os.RemoveAll(path)
-}
-
-// rootlessSnapshotter gives a rootless engine copy snapshots. An overlay would have to be
-// mounted in the container's mount namespace, which berth-runtime makes itself (from the
-// caller's, the host's) and builds the rootfs in before anything else can enter it; the
-// engine, an unprivileged process in the host's mount namespace, cannot mount one where
-// the runtime would see it. So the layers are copied, in the user namespace so that their
-// owners stay, once per container.
-func (e *Engine) rootlessSnapshotter(s *image.Store) (*snapshot.Snapshotter, error) {
-	return snapshot.NewWithDriver(s, snapshot.Copy)
 }
 
 // setupRootlessNetwork makes the rootless container's user namespace (and, unless it

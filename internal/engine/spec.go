@@ -26,6 +26,9 @@ const InitPath = "/sbin/berth-init"
 // the network namespace is set up, and which files to bind-mount.
 type specInputs struct {
 	Rootfs string
+	// UserDB, when set, is a directory whose etc/passwd and etc/group are the container's
+	// (a rootless overlay is not mounted on the host: see userDBView).
+	UserDB string
 	// NetnsPath is a network namespace to join (--network container:NAME); HostNet shares
 	// the host's.
 	NetnsPath string
@@ -238,7 +241,11 @@ func (e *Engine) buildSpec(c *Container, in specInputs) (*specs.Spec, error) {
 		env = append(env, "TERM=xterm")
 	}
 	p.Env = env
-	user, err := image.ResolveUser(in.Rootfs, c.Config.User)
+	userDB := in.Rootfs
+	if in.UserDB != "" {
+		userDB = in.UserDB
+	}
+	user, err := image.ResolveUser(userDB, c.Config.User)
 	if err != nil {
 		return nil, err
 	}

@@ -181,7 +181,7 @@ func (e *Engine) Info() (*SystemInfo, error) {
 		}
 	}
 	if sn, err := e.snapshotter(); err == nil {
-		in.Driver = string(sn.Driver())
+		in.Driver = e.storageDriver(sn)
 	}
 	if vols, err := e.VolumeList(); err == nil {
 		in.Volumes = len(vols)

@@ -22,7 +22,10 @@ import (
 
 // Config is what the init needs to know to build the rootfs.
 type Config struct {
-	Rootfs        string // absolute host path of the root filesystem
+	Rootfs string // absolute host path of the root filesystem
+	// Overlay, when set, is overlay mount data (from ParseOverlay) to mount on Rootfs in the
+	// new mount namespace before anything else (OverlayAnnotation).
+	Overlay       string
 	Bundle        string // bundle directory, for relative bind sources
 	Mounts        []specs.Mount
 	Propagation   string
@@ -66,6 +69,11 @@ func Prepare(cfg *Config) (*Root, error) {
 	}
 	if err := unix.Mount("", "/", "", first, ""); err != nil {
 		return nil, fmt.Errorf("make / %s in the container's mount namespace: %w", propName(first), err)
+	}
+	if cfg.Overlay != "" {
+		if err := mountOverlay(cfg.Rootfs, cfg.Overlay); err != nil {
+			return nil, err
+		}
 	}
 	if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		if errors.Is(err, unix.EACCES) && cfg.UserNS {

@@ -68,7 +68,8 @@ func Features() *features.Features {
 			"org.berth.runtime":      "berth-runtime",
 			"org.berth.landlock.abi": landlockABI(),
 		},
-		PotentiallyUnsafeConfigAnnotations: []string{},
+		// The rootfs overlay names host directories the container writes to (upperdir).
+		PotentiallyUnsafeConfigAnnotations: []string{AnnotationRootfsOverlay},
 	}
 }
 

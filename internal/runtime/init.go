@@ -120,8 +120,13 @@ func (in *initProcess) setupContainer() error {
 		}
 	}
 
+	overlay, err := rootfsOverlay(spec, false)
+	if err != nil {
+		return err
+	}
 	rcfg := &rootfs.Config{
 		Rootfs:        in.cfg.Rootfs,
+		Overlay:       overlay,
 		Bundle:        in.cfg.Bundle,
 		Mounts:        spec.Mounts,
 		Propagation:   spec.Linux.RootfsPropagation,

@@ -100,6 +100,7 @@ type planInput struct {
 	newNet, newCgroup  bool
 	cgroupPaths        map[string]string
 	seccomp            *seccompProgram
+	overlay            string // overlay mount data for the rootfs (AnnotationRootfsOverlay)
 }
 
 // planFallback tells why a container needs the Go init, or "" when the C init can do it all.
@@ -133,6 +134,12 @@ func planFallback(in *planInput) string {
 // compileInitPlan compiles the container's setup, in the order setupContainer and
 // startProcess follow, or returns the reason the Go init must do it.
 func compileInitPlan(in *planInput) (*initPlan, string, error) {
+	// Checked whichever init runs: a bad value fails create before anything is made.
+	overlay, err := rootfsOverlay(in.spec, true)
+	if err != nil {
+		return nil, "", err
+	}
+	in.overlay = overlay
 	if why := planFallback(in); why != "" {
 		return nil, why, nil
 	}
@@ -194,6 +201,10 @@ func (p *initPlan) rootfs(in *planInput) error {
 	}
 	p.add(opMountHost, []uint64{uint64(first)}, []string{"", "/", "", ""},
 		"make / "+rootfs.PropagationName(first)+" in the container's mount namespace")
+	if in.overlay != "" {
+		p.add(opMountHost, []uint64{0}, []string{"overlay", in.rootfs, "overlay", in.overlay},
+			"annotation "+AnnotationRootfsOverlay+": mount overlay on "+in.rootfs)
+	}
 	p.add(opMountHost, []uint64{unix.MS_BIND | unix.MS_REC}, []string{in.rootfs, in.rootfs, "", ""},
 		"bind rootfs "+in.rootfs+" onto itself")
 	p.add(opOpenRoot, nil, []string{in.rootfs}, "open rootfs")
@@ -561,7 +572,10 @@ func (p *initPlan) failure(idx int, errno unix.Errno, ctx string) error {
 	}
 	switch o.code {
 	case opMountHost:
-		if errno == unix.EACCES && idx == 1 && strings.HasPrefix(o.what, "bind rootfs") {
+		if o.strs[2] == "overlay" {
+			return rootfs.OverlayError(o.strs[1], o.strs[3], errno)
+		}
+		if errno == unix.EACCES && strings.HasPrefix(o.what, "bind rootfs") {
 			return fmt.Errorf("%s: %w (in a user namespace, the container's root must be able to search every directory above the rootfs)", o.what, errno)
 		}
 	case opRlimit:

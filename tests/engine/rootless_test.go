@@ -117,13 +117,25 @@ func subStart(t *testing.T, file, name string) int {
 	return 0
 }
 
-// berth runs the berth binary as the user, with only the environment a login would give.
-func (u *rlUser) berth(t *testing.T, args ...string) result {
-	t.Helper()
+// command is the berth binary run as the user, with only the environment a login would
+// give (and env).
+func (u *rlUser) command(env []string, args ...string) *exec.Cmd {
 	cmd := exec.Command(u.bin, args...)
-	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + u.home, "XDG_RUNTIME_DIR=" + u.runtimeDir, "USER=" + u.name}
+	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + u.home, "XDG_RUNTIME_DIR=" + u.runtimeDir, "USER=" + u.name}, env...)
 	cmd.Dir = u.home
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: []uint32{}}}
+	return cmd
+}
+
+// berth runs the berth binary as the user.
+func (u *rlUser) berth(t *testing.T, args ...string) result {
+	t.Helper()
+	return u.berthEnv(t, nil, args...)
+}
+
+func (u *rlUser) berthEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := u.command(env, args...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -502,3 +514,253 @@ func TestRootlessNoRange(t *testing.T) {
 	u.ok(t, "rmi", "busybox")
 	checkNothingLeft(t, u, filepath.Join(u.home, ".local", "share", "berth"))
 }
+
+// startTerm runs berth as the user on a new pty, as the controlling terminal of a new
+// session (see harness.startTerm).
+func (u *rlUser) startTerm(t *testing.T, env []string, args ...string) *term {
+	t.Helper()
+	m, s, err := openPty()
+	if err != nil {
+		t.Fatalf("open a pty: %v", err)
+	}
+	cmd := u.command(env, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
+	cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start berth %v: %v", args, err)
+	}
+	s.Close()
+	tm := &term{t: t, master: m, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := m.Read(buf)
+			if n > 0 {
+				tm.mu.Lock()
+				tm.screen.Write(buf[:n])
+				tm.mu.Unlock()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		tm.err = cmd.Wait()
+		close(tm.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-tm.done:
+		default:
+			cmd.Process.Kill()
+			<-tm.done
+		}
+		m.Close()
+	})
+	return tm
+}
+
+// rootFS prints ROOTFS=<fstype of the container's />.
+const rootFS = `awk '$5 == "/" { for (i = 7; $i != "-"; i++); print "ROOTFS=" $(i+1) }' /proc/self/mountinfo`
+
+// snapshotDirs lists the store's snapshots.
+func snapshotDirs(t *testing.T, store string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(store, "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, filepath.Join(store, "snapshots", e.Name()))
+		}
+	}
+	return out
+}
+
+// TestRootlessOverlay: a rootless container's root is an overlay of the image's layers,
+// mounted by its init (the C init, and the Go init of -it): a file written inside lands in
+// the container's upper directory only, a file of a layer deleted inside is a whiteout
+// there and back in the next container; the probe's answer is cached in the store with the
+// kernel release and shown by info; with BERTH_ROOTLESS_OVERLAY=off containers get copies.
+func TestRootlessOverlay(t *testing.T) {
+	u := newRLUser(t, true)
+	tarball := filepath.Join(u.home, "busybox.tar")
+	data, err := os.ReadFile(busyboxTar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tarball, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u.ok(t, "import", "-c", `CMD ["sh"]`, tarball, "busybox")
+	store := filepath.Join(u.home, ".local", "share", "berth")
+	if out := u.ok(t, "info"); !strings.Contains(out, "Storage Driver: overlay (rootless)\n") {
+		t.Errorf("info: %q; want Storage Driver: overlay (rootless)", out)
+	}
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	release := unix.ByteSliceToString(uts.Release[:])
+	if b, err := os.ReadFile(filepath.Join(store, "snapshots", ".rootless-driver")); err != nil || string(b) != "overlay "+release+"\n" {
+		t.Errorf("the store's cached probe: %q, %v; want overlay and the kernel release", b, err)
+	}
+	layers, _ := filepath.Glob(filepath.Join(store, "image", "layers", "*", "diff"))
+	if len(layers) != 1 {
+		t.Fatalf("want the image's one layer, got %v", layers)
+	}
+	initLog := filepath.Join(u.home, "inits")
+	logEnv := []string{"BERTH_INIT_LOG=" + initLog}
+
+	r := u.berthEnv(t, logEnv, "run", "--name", "ov", "--network", "none", "busybox", "sh", "-c",
+		rootFS+"; echo written > /written && rm /data/seed && test ! -e /data/seed && echo deleted")
+	if r.code != 0 || r.stdout != "ROOTFS=overlay\ndeleted\n" {
+		t.Fatalf("run: %v; want / an overlay and the layer's file deleted", r)
+	}
+	snaps := snapshotDirs(t, store)
+	if len(snaps) != 1 {
+		t.Fatalf("snapshots: %v, want the container's one", snaps)
+	}
+	snap := snaps[0]
+	if b, err := os.ReadFile(filepath.Join(snap, "upper", "written")); err != nil || string(b) != "written\n" {
+		t.Errorf("the file written inside is not in the upper directory: %q, %v", b, err)
+	}
+	for _, p := range []string{filepath.Join(layers[0], "written"), filepath.Join(snap, "rootfs", "written")} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("the file written inside is at %s too", p)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(layers[0], "data", "seed")); err != nil || string(b) != "from the image\n" {
+		t.Errorf("the layer's data/seed changed: %q, %v", b, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(snap, "upper", "data", "seed"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
+		t.Errorf("upper/data/seed: mode %o rdev %d, %v; want overlay's whiteout", st.Mode, st.Rdev, err)
+	}
+	if out := u.ok(t, "run", "--rm", "--network", "none", "busybox", "cat", "/data/seed"); out != "from the image\n" {
+		t.Errorf("a new container's /data/seed: %q; want the image's", out)
+	}
+	// The stopped container's overlay, which the user cannot mount, through a helper in
+	// the user namespace: cp out of it and into it, export it.
+	got := filepath.Join(u.home, "got")
+	u.ok(t, "cp", "ov:/written", got)
+	if b, err := os.ReadFile(got); err != nil || string(b) != "written\n" {
+		t.Errorf("cp out of the stopped container: %q, %v", b, err)
+	}
+	in := filepath.Join(u.home, "in")
+	os.WriteFile(in, []byte("copied in\n"), 0o644)
+	os.Chown(in, u.uid, u.gid)
+	u.ok(t, "cp", in, "ov:/incoming")
+	if b, err := os.ReadFile(filepath.Join(snap, "upper", "incoming")); err != nil || string(b) != "copied in\n" {
+		t.Errorf("cp into the stopped container: upper/incoming %q, %v", b, err)
+	}
+	exported := u.ok(t, "export", "ov")
+	names := map[string]bool{}
+	tr := tar.NewReader(strings.NewReader(exported))
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			if err != io.EOF {
+				t.Errorf("export: %v", err)
+			}
+			break
+		}
+		names[strings.TrimPrefix(hdr.Name, "./")] = true
+	}
+	if !names["written"] || !names["incoming"] || !names["bin/busybox"] || names["data/seed"] {
+		t.Errorf("export of the stopped container has written %v, incoming %v, bin/busybox %v, data/seed %v; want all but the deleted seed",
+			names["written"], names["incoming"], names["bin/busybox"], names["data/seed"])
+	}
+	u.ok(t, "rm", "ov")
+	// The user is resolved in the container's /etc/passwd and /etc/group without mounting
+	// the overlay: through the layers, or (a symlink on the way, here put in with cp) through
+	// the helper's mount.
+	if out := u.ok(t, "run", "--rm", "--network", "none", "-u", "svc", "busybox", "id"); out != "uid=1000(svc) gid=1000(svc)\n" {
+		t.Errorf("-u svc: id %q", out)
+	}
+	u.ok(t, "create", "--name", "lk", "--network", "none", "-u", "pw", "busybox", "id")
+	var tb strings.Builder
+	tw := tar.NewWriter(&tb)
+	// Owned by the user: cp as the user cannot give a symlink away (a limit of rootless cp).
+	tw.WriteHeader(&tar.Header{Name: "etc/passwd", Typeflag: tar.TypeSymlink, Linkname: "/data/pw", Uid: u.uid, Gid: u.gid})
+	pw := "pw:x:1234:1234::/:/bin/sh\n"
+	tw.WriteHeader(&tar.Header{Name: "data/pw", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(pw)), Uid: u.uid, Gid: u.gid})
+	tw.Write([]byte(pw))
+	tw.Close()
+	cpIn := u.command(nil, "cp", "-", "lk:/")
+	cpIn.Stdin = strings.NewReader(tb.String())
+	if out, err := cpIn.CombinedOutput(); err != nil {
+		t.Fatalf("cp - lk:/: %v: %s", err, out)
+	}
+	if out := u.ok(t, "start", "-a", "lk"); !strings.HasPrefix(out, "uid=1234(pw) gid=1234") {
+		t.Errorf("-u pw with /etc/passwd a symlink: id %q", out)
+	}
+	u.ok(t, "rm", "lk")
+	// A new named volume is filled from the image's directory it is mounted on.
+	if out := u.ok(t, "run", "--rm", "--network", "none", "-v", "seeded:/data", "busybox", "cat", "/data/seed"); out != "from the image\n" {
+		t.Errorf("a new volume on /data: seed %q; want the image's", out)
+	}
+	u.ok(t, "volume", "rm", "seeded")
+
+	// -it: the console makes the runtime take the Go init; the overlay is there too.
+	tm := u.startTerm(t, logEnv, "run", "-it", "--rm", "--name", "tty", "--network", "none", "busybox", "sh")
+	tm.expect("# ", 10*time.Second)
+	tm.typ(rootFS + "; exit\r")
+	tm.expect("ROOTFS=overlay", 10*time.Second)
+	if code := tm.wait(10 * time.Second); code != 0 {
+		t.Errorf("run -it: exit %d; the screen shows:\n%s", code, tm.text())
+	}
+	notes, _ := os.ReadFile(initLog)
+	if n := strings.Split(strings.TrimSpace(string(notes)), "\n"); len(n) != 2 || !strings.HasSuffix(n[0], " plan") ||
+		!strings.HasSuffix(n[1], " go: process.terminal (console socket)") {
+		t.Errorf("inits: %q; want the C init, then the Go init for the terminal", notes)
+	}
+
+	// Forced fallback: copies, not cached, said by info.
+	off := []string{RootlessOverlayOff}
+	if r := u.berthEnv(t, off, "info"); !strings.Contains(r.stdout, "Storage Driver: copy (rootless: overlay refused: BERTH_ROOTLESS_OVERLAY=off)\n") {
+		t.Errorf("info with %s: %v", off[0], r)
+	}
+	r = u.berthEnv(t, off, "run", "--name", "cp", "--network", "none", "busybox", "sh", "-c", rootFS+"; cat /data/seed; echo c > /written")
+	if r.code != 0 || strings.Contains(r.stdout, "ROOTFS=overlay") || !strings.Contains(r.stdout, "from the image") {
+		t.Errorf("run with %s: %v; want a copy for root", off[0], r)
+	}
+	snaps = snapshotDirs(t, store)
+	if len(snaps) != 1 {
+		t.Fatalf("snapshots: %v, want the container's one", snaps)
+	}
+	if _, err := os.Stat(filepath.Join(snaps[0], "upper")); err == nil {
+		t.Errorf("the copy snapshot has an upper directory")
+	}
+	if b, err := os.ReadFile(filepath.Join(snaps[0], "rootfs", "written")); err != nil || string(b) != "c\n" {
+		t.Errorf("the copy's rootfs/written: %q, %v", b, err)
+	}
+	u.ok(t, "rm", "cp")
+	cache := filepath.Join(store, "snapshots", ".rootless-driver")
+	if b, _ := os.ReadFile(cache); string(b) != "overlay "+release+"\n" {
+		t.Errorf("the forced fallback was cached: %q", b)
+	}
+	// A refusal the probe recorded for this kernel is kept (containers get copies); one
+	// recorded for another kernel is probed again.
+	refused := "copy " + release + " mount overlay in a user namespace: invalid argument\n"
+	os.WriteFile(cache, []byte(refused), 0o600)
+	if out := u.ok(t, "info"); !strings.Contains(out, "Storage Driver: copy (rootless: overlay refused: mount overlay in a user namespace: invalid argument)\n") {
+		t.Errorf("info with a cached refusal: %q", out)
+	}
+	if out := u.ok(t, "run", "--rm", "--network", "none", "busybox", "sh", "-c", rootFS); strings.Contains(out, "ROOTFS=overlay") {
+		t.Errorf("with a cached refusal, / is %q; want a copy", out)
+	}
+	os.WriteFile(cache, []byte("copy 1.0.0-old mount overlay in a user namespace: invalid argument\n"), 0o600)
+	if out := u.ok(t, "run", "--rm", "--network", "none", "busybox", "sh", "-c", rootFS); out != "ROOTFS=overlay\n" {
+		t.Errorf("with a refusal cached for another kernel, / is %q; want a new probe and an overlay", out)
+	}
+	if b, _ := os.ReadFile(cache); string(b) != "overlay "+release+"\n" {
+		t.Errorf("after probing again the cache holds %q", b)
+	}
+	u.ok(t, "rmi", "busybox")
+	checkNothingLeft(t, u, store)
+}
+
+// RootlessOverlayOff forces the rootless engine's copy fallback (see README "Rootless").
+const RootlessOverlayOff = "BERTH_ROOTLESS_OVERLAY=off"

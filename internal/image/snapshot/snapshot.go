@@ -72,6 +72,10 @@ type Snapshotter struct {
 	store  *image.Store
 	dir    string
 	driver Driver
+	// dataLimit, when set, makes Prepare copy an image whose overlay options (plus
+	// dataExtra bytes) would not fit the page mount(2) takes (see LimitOverlayData).
+	dataLimit bool
+	dataExtra int
 }
 
 var keyRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
@@ -87,21 +91,29 @@ func New(store *image.Store) (*Snapshotter, error) {
 	return sn, nil
 }
 
-// NewWithDriver is New with the driver chosen by the caller.
+// NewWithDriver is New with the driver chosen by the caller (who probed for it, if need
+// be: New's probe mounts on the host, which only root may do).
 func NewWithDriver(store *image.Store, d Driver) (*Snapshotter, error) {
 	if d != Overlay && d != Copy {
 		return nil, fmt.Errorf("unknown snapshot driver %q", d)
 	}
-	sn, err := New(store)
-	if err != nil {
-		return nil, err
+	sn := &Snapshotter{store: store, dir: filepath.Join(store.Root(), "snapshots"), driver: d}
+	if err := os.MkdirAll(sn.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create snapshot directory: %w", err)
 	}
-	sn.driver = d
 	return sn, nil
 }
 
 // Driver is the driver Prepare uses.
 func (sn *Snapshotter) Driver() Driver { return sn.driver }
+
+// LimitOverlayData is for a caller whose overlays are mounted with mount(2) alone (a
+// container's init, given the options in an annotation): an image whose options, plus
+// extra bytes the caller adds, would exceed the page mount(2) takes (some 30 layers under a
+// long home directory) gets a copy instead, where Mount would have used the new mount API.
+func (sn *Snapshotter) LimitOverlayData(extra int) {
+	sn.dataLimit, sn.dataExtra = true, extra
+}
 
 var probeCache sync.Map // snapshot dir -> Driver
 
@@ -184,7 +196,16 @@ func (sn *Snapshotter) Prepare(key string, img *image.Image) (*Snapshot, error) 
 	if err := os.Mkdir(s.Rootfs, 0o755); err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", key, err)
 	}
-	switch sn.driver {
+	if s.Driver == Overlay && sn.dataLimit {
+		n := len("lowerdir=,upperdir=,workdir=") + len(filepath.Join(dir, "upper")) + len(filepath.Join(dir, "work")) + sn.dataExtra
+		for _, l := range layers {
+			n += len(l) + 1
+		}
+		if n > maxMountData {
+			s.Driver = Copy
+		}
+	}
+	switch s.Driver {
 	case Overlay:
 		s.Upper, s.Work = filepath.Join(dir, "upper"), filepath.Join(dir, "work")
 		for _, d := range []string{s.Upper, s.Work} {
@@ -402,4 +423,72 @@ func (sn *Snapshotter) Export(key string, w io.Writer) error {
 // already has mounted).
 func ExportDir(w io.Writer, dir string) error {
 	return archive.Tar(w, dir, archive.TarOptions{})
+}
+
+// ErrSymlinkInPath is ReadFile's answer for a path with a symlink on the way, which only
+// a mounted overlay resolves.
+var ErrSymlinkInPath = errors.New("a symlink on the way: mount the snapshot to resolve it")
+
+// overlayOpaqueXattrs mark a directory that hides the layers below it (trusted.* for an
+// overlay mounted by the host's root, user.* for one mounted with userxattr).
+var overlayOpaqueXattrs = []string{archive.OverlayOpaqueXattr, archive.UserOverlayOpaqueXattr}
+
+// ReadFile reads the regular file name (a path inside the container) as the snapshot's
+// overlay shows it, without mounting it: from the upper directory first, then each layer
+// down, honouring whiteouts (the file or a directory above it deleted) and opaque
+// directories. A symlink on the way gives ErrSymlinkInPath. For the copy driver it reads the
+// tree. It serves a caller that may not mount (an unprivileged engine resolving the
+// container's user in its /etc/passwd).
+func (s *Snapshot) ReadFile(name string) ([]byte, error) {
+	rel := strings.TrimPrefix(filepath.Clean("/"+name), "/")
+	if rel == "" {
+		return nil, fmt.Errorf("snapshot %s: read %s: is a directory", s.Key, name)
+	}
+	layers := []string{s.Rootfs}
+	if s.Driver == Overlay {
+		layers = append([]string{s.Upper}, s.Lower...)
+	}
+	parts := strings.Split(rel, "/")
+	notExist := &os.PathError{Op: "read", Path: name, Err: os.ErrNotExist}
+	for _, l := range layers {
+		opaque := false
+		p := l
+		for i, c := range parts {
+			p = filepath.Join(p, c)
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				if errors.Is(err, unix.ENOENT) {
+					break // not in this layer: the next one down may have it
+				}
+				return nil, fmt.Errorf("snapshot %s: read %s: %w", s.Key, name, err)
+			}
+			switch st.Mode & unix.S_IFMT {
+			case unix.S_IFLNK:
+				return nil, fmt.Errorf("snapshot %s: read %s: %w", s.Key, name, ErrSymlinkInPath)
+			case unix.S_IFCHR:
+				return nil, notExist // a whiteout (0:0), or a device, no file to read either way
+			case unix.S_IFDIR:
+				if i == len(parts)-1 {
+					return nil, fmt.Errorf("snapshot %s: read %s: is a directory", s.Key, name)
+				}
+				for _, x := range overlayOpaqueXattrs {
+					if n, err := unix.Lgetxattr(p, x, make([]byte, 1)); err == nil && n == 1 {
+						opaque = true
+					}
+				}
+				continue
+			case unix.S_IFREG:
+				if i == len(parts)-1 {
+					return os.ReadFile(p)
+				}
+			}
+			// Anything but a directory above the file hides the layers below it too.
+			return nil, notExist
+		}
+		if opaque {
+			// A directory on the way hides the layers below; this one had no file.
+			return nil, notExist
+		}
+	}
+	return nil, notExist
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-containers/berth/internal/image"
+	"github.com/berth-containers/berth/internal/image/archive"
 	"github.com/berth-containers/berth/internal/image/imagetest"
 	"github.com/berth-containers/berth/internal/image/snapshot"
 )
@@ -290,6 +291,38 @@ func TestManyLayersMount(t *testing.T) {
 	if len(ents) != 120 {
 		t.Errorf("%d files from 120 layers", len(ents))
 	}
+
+	// A snapshotter whose overlays only mount(2) will mount (a rootless container's init)
+	// copies this image, and keeps an overlay for one that fits the page.
+	lim, err := snapshot.NewWithDriver(s, snapshot.Overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim.LimitOverlayData(len(",userxattr"))
+	cp, err := lim.Prepare("many-limited", got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lim.Remove("many-limited") })
+	if cp.Driver != snapshot.Copy || len(cp.Lower) != 0 {
+		t.Errorf("%d layers with LimitOverlayData: driver %s; want a copy", len(got.Layers), cp.Driver)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(cp.Rootfs, "l")); len(ents) != 120 {
+		t.Errorf("the copy has %d files from 120 layers", len(ents))
+	}
+	small, err := s.Get("many/layers:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small.Layers = small.Layers[:3]
+	ov, err := lim.Prepare("few-limited", small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lim.Remove("few-limited") })
+	if ov.Driver != snapshot.Overlay || len(strings.Join(append(ov.MountOptions(), "userxattr"), ",")) > 4095 {
+		t.Errorf("3 layers with LimitOverlayData: driver %s", ov.Driver)
+	}
 }
 
 func BenchmarkPrepareRemove(b *testing.B) {
@@ -315,5 +348,56 @@ func BenchmarkPrepareRemove(b *testing.B) {
 		if err := sn.Remove(k); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// ReadFile, which reads through the layers without mounting, answers as the mounted
+// overlay does: files from any layer, whited out ones gone, an opaque directory hiding the
+// layers below, the upper directory's own changes (a new file, a whiteout, an opaque
+// directory) on top; a symlink on the way is refused rather than resolved.
+func TestReadFileMatchesMount(t *testing.T) {
+	s, img := loadTestImage(t)
+	sn, err := snapshot.New(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sn.Driver() != snapshot.Overlay {
+		t.Skipf("overlayfs is not usable under %s", s.Root())
+	}
+	snap, err := sn.Prepare("rf", img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sn.Remove("rf") })
+	// The container's own changes, as overlay would have written them.
+	os.MkdirAll(filepath.Join(snap.Upper, "etc"), 0o755)
+	os.WriteFile(filepath.Join(snap.Upper, "etc", "new"), []byte("new\n"), 0o644)
+	os.WriteFile(filepath.Join(snap.Upper, "etc", "group"), []byte("changed\n"), 0o644)
+	if err := unix.Mknod(filepath.Join(snap.Upper, "etc", "hostname"), unix.S_IFCHR, 0); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(snap.Upper, "home", "app"), 0o755)
+	if err := unix.Setxattr(filepath.Join(snap.Upper, "home"), archive.OverlayOpaqueXattr, []byte("y"), 0); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(snap.Upper, "home", "app", "f"), []byte("f\n"), 0o644)
+	os.Symlink("/etc", filepath.Join(snap.Upper, "lnk"))
+	if err := snap.Mount(""); err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Unmount("")
+	for _, p := range []string{"etc/passwd", "etc/group", "etc/new", "etc/hostname", "etc/motd", "opq/a", "opq/c",
+		"home/app/f", "bin/busybox", "nosuch", "etc/passwd/x", "/../etc/passwd"} {
+		want, werr := os.ReadFile(filepath.Join(snap.Rootfs, filepath.Clean("/"+p)))
+		got, gerr := snap.ReadFile(p)
+		if (werr == nil) != (gerr == nil) || !bytes.Equal(got, want) {
+			t.Errorf("ReadFile(%s) = %.20q, %v; the mounted overlay gives %.20q, %v", p, got, gerr, want, werr)
+		}
+		if werr != nil && errors.Is(werr, os.ErrNotExist) && !errors.Is(gerr, os.ErrNotExist) {
+			t.Errorf("ReadFile(%s): %v; want not-exist as the overlay says", p, gerr)
+		}
+	}
+	if _, err := snap.ReadFile("lnk/passwd"); !errors.Is(err, snapshot.ErrSymlinkInPath) {
+		t.Errorf("ReadFile through a symlink: %v; want ErrSymlinkInPath", err)
 	}
 }

@@ -476,7 +476,25 @@ func (e *Engine) Remove(ref string, force, volumes bool) error {
 		rt.kill(c.ID, unix.SIGKILL, !e.rootless)
 	}
 	e.teardown(l, c, st, rt)
+	if running && monitorUp {
+		// The monitor reaps the init, drains its output into the log and writes the exit
+		// file, all in the container's directory (its working directory): a removal that
+		// started meanwhile would have files appear under it.
+		waitForFile(l.path(monitor.ExitFile), 2*time.Second)
+	}
 	return e.removeLocked(l, c, volumes)
+}
+
+// waitForFile waits until path exists, at most limit. The monitor writes its exit file
+// within a millisecond of the init's death, which the caller has already waited for.
+func waitForFile(path string, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if _, err := os.Lstat(path); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
 }
 
 // removeLocked deletes the stopped container's files. The directory is first renamed to

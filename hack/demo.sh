@@ -7,10 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/bin
-# The monitor is a separate small static binary (make build may not build it yet).
-if [[ ! -x $bin/berth-monitor || cmd/berth-monitor/main.go -nt $bin/berth-monitor ]]; then
-  CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$bin/berth-monitor" ./cmd/berth-monitor
-fi
+# make build (run by `make demo` before this) built berth, berth-runtime and berth-monitor.
 berth=$bin/berth
 
 if ! "$berth" image inspect busybox >/dev/null 2>&1; then

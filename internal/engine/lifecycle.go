@@ -16,8 +16,10 @@ import (
 	"github.com/berth-containers/berth/internal/engine/monitor"
 )
 
-// Start starts a created or exited container: it starts the container's monitor, which
-// runs the helper that creates and starts it. With want != 0 the returned session is
+// Start starts a created or exited container: it starts the container's monitor and, with
+// the built-in runtime, creates and starts the container itself while the monitor forks the
+// init (spawn.go); another runtime, or a restart, goes through the monitor's start helper.
+// With want != 0 the returned session is
 // attached to the container's stdio from its first byte (run, start -a) and the caller
 // reads the start result from it; otherwise Start waits for the result and returns a nil
 // session. Starting a running container does nothing.

@@ -18,7 +18,8 @@ import (
 //
 //	containers/<id>/container.json  the Container record (written once, replaced by rename)
 //	containers/<id>/state.json      the State, replaced by rename under the lock
-//	containers/<id>/config.json     the OCI spec of the current run (the bundle is the dir)
+//	containers/<id>/config.json     the OCI spec of the current run, for another runtime (--runtime);
+//	                                the built-in runtime gets it in memory and keeps its copy in its state
 //	containers/<id>/<id>-json.log   the logs, written by the monitor
 //	containers/<id>/attach.sock     the monitor's socket while it runs
 //	containers/.creating-<id>/      a create in progress (locked by its process)

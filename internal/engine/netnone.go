@@ -1,13 +1,10 @@
 package engine
 
 import (
-	"bufio"
 	"fmt"
-	"net/netip"
 	"os"
 	goruntime "runtime"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -27,11 +24,6 @@ const (
 	noneHostname = "hostname"
 )
 
-// hostsHeader is a container's /etc/hosts without a network: localhost only, as the
-// network manager writes it.
-const hostsHeader = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
-	"fe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-
 // setupNone writes the files; the runtime makes the namespace (in.NetnsPath is empty).
 func (e *Engine) setupNone(l *lockedDir, c *Container, in *specInputs) (*NetworkState, error) {
 	in.LoUp = true
@@ -42,8 +34,8 @@ func (e *Engine) setupNone(l *lockedDir, c *Container, in *specInputs) (*Network
 	res := &network.Result{ContainerID: c.ID, Mode: network.ModeNone,
 		HostsPath: l.path(noneHosts), ResolvConfPath: l.path(noneResolv), HostnamePath: l.path(noneHostname)}
 	for _, f := range []struct{ path, text string }{
-		{res.HostsPath, hostsHeader},
-		{res.ResolvConfPath, resolvConfFor("/etc/resolv.conf")},
+		{res.HostsPath, network.HostsLocalOnly},
+		{res.ResolvConfPath, network.ResolvConf("/etc/resolv.conf")},
 		{res.HostnamePath, hostname + "\n"},
 	} {
 		// Rewritten whole on every run, so a restart does not add --add-host twice.
@@ -122,63 +114,4 @@ func loUp() error {
 		return fmt.Errorf("network namespace: set lo up: %w", err)
 	}
 	return nil
-}
-
-// resolvConfFor is the host's resolv.conf as a container in its own network namespace
-// can use it, by the network manager's rules (internal/network, resolvConfFor): loopback
-// and IPv6 servers dropped, systemd-resolved's upstream list in their place, Google's
-// public resolvers when nothing is left.
-func resolvConfFor(hostResolv string) string {
-	servers, other := readResolv(hostResolv)
-	keep := filterServers(servers)
-	if len(keep) == 0 && len(servers) > 0 {
-		if up, _ := readResolv("/run/systemd/resolve/resolv.conf"); len(up) > 0 {
-			keep = filterServers(up)
-		}
-	}
-	if len(keep) == 0 {
-		keep = []string{"8.8.8.8", "8.8.4.4"}
-	}
-	var b strings.Builder
-	for _, s := range keep {
-		b.WriteString("nameserver " + s + "\n")
-	}
-	for _, l := range other {
-		b.WriteString(l + "\n")
-	}
-	return b.String()
-}
-
-func filterServers(servers []string) []string {
-	var keep []string
-	for _, s := range servers {
-		if a, err := netip.ParseAddr(s); err == nil && !a.IsLoopback() && a.Is4() {
-			keep = append(keep, s)
-		}
-	}
-	return keep
-}
-
-func readResolv(path string) (servers, other []string) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 0 {
-			continue
-		}
-		switch fields[0] {
-		case "nameserver":
-			if len(fields) > 1 {
-				servers = append(servers, fields[1])
-			}
-		case "search", "domain", "options":
-			other = append(other, strings.Join(fields, " "))
-		}
-	}
-	return servers, other
 }

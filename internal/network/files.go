@@ -20,6 +20,13 @@ ff02::1	ip6-allnodes
 ff02::2	ip6-allrouters
 `
 
+// HostsLocalOnly is the /etc/hosts of a container without a network: localhost only.
+const HostsLocalOnly = hostsHeader
+
+// ResolvConf is the host's resolv.conf at hostResolv as a container in its own network
+// namespace can use it (see resolvConfFor).
+func ResolvConf(hostResolv string) string { return resolvConfFor(hostResolv) }
+
 // hostsFor is a container's /etc/hosts: localhost, its own addresses with its hostname
 // and name, and on user networks every other member under its name, aliases and short
 // id. This is berth's name resolution: no DNS server, the files are rewritten in place

@@ -158,42 +158,6 @@ func subIDRange(file, name string, id int) ([]uint32, error) {
 	return nil, sc.Err()
 }
 
-// writeMaps gives pid's new user namespace the maps: through newuidmap/newgidmap when they
-// go beyond the user's own ids, directly (after denying setgroups, as the kernel demands)
-// otherwise.
-func writeMaps(pid int, uids, gids []IDMapping) error {
-	if len(uids) == 1 && len(gids) == 1 {
-		p := fmt.Sprintf("/proc/%d/", pid)
-		if err := os.WriteFile(p+"setgroups", []byte("deny"), 0); err != nil {
-			return fmt.Errorf("user namespace: write deny to %ssetgroups: %w", p, err)
-		}
-		for _, m := range []struct {
-			f string
-			m IDMapping
-		}{{"uid_map", uids[0]}, {"gid_map", gids[0]}} {
-			line := fmt.Sprintf("%d %d %d\n", m.m.ContainerID, m.m.HostID, m.m.Size)
-			if err := os.WriteFile(p+m.f, []byte(line), 0); err != nil {
-				return fmt.Errorf("user namespace: write %q to %s%s: %w", strings.TrimSpace(line), p, m.f, err)
-			}
-		}
-		return nil
-	}
-	for _, m := range []struct {
-		helper string
-		maps   []IDMapping
-	}{{"newuidmap", uids}, {"newgidmap", gids}} {
-		args := []string{strconv.Itoa(pid)}
-		for _, e := range m.maps {
-			args = append(args, strconv.FormatUint(uint64(e.ContainerID), 10), strconv.FormatUint(uint64(e.HostID), 10), strconv.FormatUint(uint64(e.Size), 10))
-		}
-		out, err := exec.Command(m.helper, args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("user namespace: %s %s (install Debian's uidmap; the ranges come from /etc/subuid and /etc/subgid): %w: %s",
-				m.helper, strings.Join(args, " "), err, bytes.TrimSpace(out))
-		}
-	}
-	return nil
-}
 
 // Kinds of the helpers that run inside a rootless user namespace.
 const (
@@ -235,7 +199,7 @@ func (e *Engine) startUserNS(kind string, flags uintptr, args []string, stdin io
 	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: start a user namespace: %w", kind, err)
 	}
-	if err := writeMaps(c.cmd.Process.Pid, uids, gids); err != nil {
+	if err := runtime.WriteIDMaps(c.cmd.Process.Pid, uids, gids); err != nil {
 		c.cmd.Process.Kill()
 		c.cmd.Wait()
 		return nil, fmt.Errorf("%s: %w", kind, err)

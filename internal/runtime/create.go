@@ -396,7 +396,7 @@ func (c *creation) namespaceStage() (int, error) {
 		}
 		switch tag[0] {
 		case 'U':
-			if err := writeIDMaps(c.child.Pid, c.spec.Linux); err != nil {
+			if err := WriteIDMaps(c.child.Pid, c.spec.Linux.UIDMappings, c.spec.Linux.GIDMappings); err != nil {
 				return 0, err
 			}
 			if _, err := c.sock.Write([]byte{'u'}); err != nil {
@@ -456,16 +456,18 @@ func (c *creation) forwardListener(fds []int) error {
 	return nil
 }
 
-// writeIDMaps writes the user namespace's maps. Root writes them directly. An unprivileged
-// user may map only its own ids that way (after denying setgroups, as the kernel requires);
-// anything wider goes through the setuid helpers newuidmap/newgidmap and /etc/subuid,
-// /etc/subgid, as Podman does.
-func writeIDMaps(pid int, l *specs.Linux) error {
+// WriteIDMaps writes the maps of process pid's new user namespace (errors name them as the
+// OCI config does, linux.uidMappings and linux.gidMappings). Root writes them directly. An
+// unprivileged user may map only its own ids that way (after denying setgroups, as the
+// kernel requires); anything wider goes through the setuid helpers newuidmap/newgidmap and
+// /etc/subuid, /etc/subgid, as Podman does. The rootless engine maps its helpers' user
+// namespaces with it too.
+func WriteIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {
 	euid, egid := os.Geteuid(), os.Getegid()
 	own := func(ms []specs.LinuxIDMapping, id int) bool {
 		return len(ms) == 1 && ms[0].Size == 1 && int(ms[0].HostID) == id
 	}
-	direct := euid == 0 || (own(l.UIDMappings, euid) && own(l.GIDMappings, egid))
+	direct := euid == 0 || (own(uids, euid) && own(gids, egid))
 	if direct && euid != 0 {
 		p := fmt.Sprintf("/proc/%d/setgroups", pid)
 		if err := os.WriteFile(p, []byte("deny"), 0); err != nil {
@@ -475,7 +477,7 @@ func writeIDMaps(pid int, l *specs.Linux) error {
 	for _, m := range []struct {
 		file, helper string
 		maps         []specs.LinuxIDMapping
-	}{{"uid_map", "newuidmap", l.UIDMappings}, {"gid_map", "newgidmap", l.GIDMappings}} {
+	}{{"uid_map", "newuidmap", uids}, {"gid_map", "newgidmap", gids}} {
 		field := "linux." + strings.Replace(m.file, "_map", "Mappings", 1)
 		if !direct {
 			args := []string{strconv.Itoa(pid)}

@@ -158,7 +158,6 @@ func subIDRange(file, name string, id int) ([]uint32, error) {
 	return nil, sc.Err()
 }
 
-
 // Kinds of the helpers that run inside a rootless user namespace.
 const (
 	usernsPrefix  = "userns-"

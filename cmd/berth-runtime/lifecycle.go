@@ -70,6 +70,7 @@ func runCmd() *command {
 			if keep {
 				return errors.New("--keep is not supported yet")
 			}
+			r.ExitAfterRun = true // main exits with the container's status
 			o := cf.opts()
 			var code int
 			if o.ConsoleSocket == "" && !detach && terminalRequested(cf.bundle) {

@@ -20,10 +20,10 @@
  *
  * One P. The runtime sizes GOMAXPROCS from the CPUs the process may run on when it starts.
  * With two Ps, every time the one busy goroutine blocks or wakes another, the runtime wakes
- * an idle thread to spin for work, and starts more threads; with one, it does not. Running
- * with GOMAXPROCS=1 measured `run` CPU -7%, `create` -17% and peak RSS 4.62 MiB instead of
- * 4.87 (interleaved pairs, n=60); runtime.GOMAXPROCS(1) from Go comes too late (the threads
- * exist): -3% and 5.0 MiB. berth-runtime cannot set its own environment before it starts,
+ * an idle thread to spin for work, and starts more threads; with one, it does not. Done
+ * here it measured `run` CPU -7%, `create` -12% and peak RSS 4.62 MiB instead of 4.87
+ * (interleaved pairs, n=60 and 40; GOMAXPROCS=1 in the environment did as well);
+ * runtime.GOMAXPROCS(1) from Go comes too late (the threads exist): -3% and 5.0 MiB. berth-runtime cannot set its own environment before it starts,
  * so the constructor narrows the CPUs the main thread may run on to the one it is on while
  * the runtime counts them, and the wrapper gives every thread back the caller's CPUs.
  */

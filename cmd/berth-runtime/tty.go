@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
 
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
@@ -15,6 +16,14 @@ import (
 // terminal to the container's pty: raw mode, input and output copied, window size kept in
 // step. It is what `run` and `exec` do for a process.terminal without --console-socket.
 func withTerminal(fn func(consoleSocket string) (int, error)) (int, error) {
+	// The copy from stdin blocks in read(2) holding a P; with the one P berth-runtime
+	// starts with (threads.c), the pty's output would wait for sysmon to take it back, up
+	// to its 10 ms timer slack per keystroke. An interactive session gets the Ps the
+	// runtime would have given it.
+	var cpus unix.CPUSet
+	if unix.SchedGetaffinity(0, &cpus) == nil && cpus.Count() > 1 {
+		goruntime.GOMAXPROCS(cpus.Count())
+	}
 	dir, err := os.MkdirTemp("", "berth-console-")
 	if err != nil {
 		return -1, err

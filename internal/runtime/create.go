@@ -157,7 +157,7 @@ type creation struct {
 	plan     *namespaces.Plan
 	cg       cgroups.Manager
 	opts     CreateOpts
-	child    *os.Process
+	child    *child
 	sock     *os.File
 	fifo     *os.File
 	idmapped map[int]*os.File

@@ -25,6 +25,9 @@ type Runtime struct {
 	Exe string
 	// Warn receives non-fatal messages (a capability the kernel doesn't know, ...).
 	Warn func(msg string)
+	// ExitAfterRun tells that the process exits as soon as Run returns. Run then leaves
+	// the signals it forwards routed to it rather than undoing that (see Run).
+	ExitAfterRun bool
 }
 
 // New returns a Runtime for root, creating the directory if needed.

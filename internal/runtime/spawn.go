@@ -3,7 +3,11 @@ package runtime
 import (
 	"fmt"
 	"os"
+	goruntime "runtime"
+	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Spawner starts the container's init for Create in place of this process, so that
@@ -17,15 +21,80 @@ import (
 type Spawner func(exe *os.File, argv, env []string, files []*os.File, cgroupFD int) (*os.Process, error)
 
 // startInit starts the init: through opts.Spawn if set, else as our own child.
-func (c *creation) startInit(exe *os.File, argv, env []string, files []*os.File, sys *syscall.SysProcAttr) (*os.Process, error) {
+//
+// Our own child is forked with syscall.ForkExec and handled by pid, not through
+// os.StartProcess: the os package probes pidfd support once per process before it starts
+// or finds any os.Process, by forking a child of its own that exits at once (os.checkPidfd):
+// without it `run` takes 4% less CPU and `create` 3% (interleaved pairs, n=80 and 50). The
+// pid of an unreaped child cannot be reused, so waiting for it and signalling it by pid is
+// as safe as a pidfd.
+func (c *creation) startInit(exe *os.File, argv, env []string, files []*os.File, sys *syscall.SysProcAttr) (*child, error) {
 	if c.opts.Spawn != nil {
 		cg := -1
 		if sys.UseCgroupFD {
 			cg = sys.CgroupFD
 		}
-		return c.opts.Spawn(exe, argv, env, files, cg)
+		p, err := c.opts.Spawn(exe, argv, env, files, cg)
+		if err != nil {
+			return nil, err
+		}
+		return &child{Pid: p.Pid, proc: p}, nil
 	}
-	return os.StartProcess(fmt.Sprintf("/proc/self/fd/%d", exe.Fd()), argv, &os.ProcAttr{Env: env, Files: files, Sys: sys})
+	fds := make([]uintptr, len(files))
+	for i, f := range files {
+		fds[i] = f.Fd()
+	}
+	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", exe.Fd()), argv, &syscall.ProcAttr{Env: env, Files: fds, Sys: sys})
+	goruntime.KeepAlive(files)
+	goruntime.KeepAlive(exe)
+	if err != nil {
+		return nil, err
+	}
+	return &child{Pid: pid}, nil
+}
+
+// child is the init's first process: our own, or a Spawner's (which its parent reaps).
+type child struct {
+	Pid  int
+	proc *os.Process // a Spawner's; nil for our own
+}
+
+// Wait waits for the child to exit and says how it ended.
+func (ch *child) Wait() (string, error) {
+	if ch.proc != nil {
+		st, err := ch.proc.Wait()
+		if err != nil {
+			return "", err
+		}
+		return st.String(), nil
+	}
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(ch.Pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("wait4 %d: %w", ch.Pid, err)
+		}
+		break
+	}
+	switch {
+	case ws.Exited():
+		return "exit status " + strconv.Itoa(ws.ExitStatus()), nil
+	case ws.Signaled():
+		return "signal: " + ws.Signal().String(), nil
+	}
+	return fmt.Sprintf("wait status %#x", uint32(ws)), nil
+}
+
+// Kill sends the child SIGKILL.
+func (ch *child) Kill() {
+	if ch.proc != nil {
+		ch.proc.Kill()
+		return
+	}
+	unix.Kill(ch.Pid, unix.SIGKILL)
 }
 
 // reapFirstStage reaps the init's first process once it has forked into a new pid

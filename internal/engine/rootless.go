@@ -440,10 +440,10 @@ func checkRootless(hc *HostConfig, networks []string) error {
 }
 
 // rootlessSpec adapts the spec for a rootless container whose user (and network)
-// namespace the holder made: both are joined by path, and the host's cgroup tree is bound
-// read-only (a user namespace cannot mount cgroup v1). The container gets a cgroup in the
+// namespace the holder made: both are joined by path. The container gets a cgroup in the
 // user's delegated cgroup v2 subtree where there is one (see rootless_cgroup.go), and
-// none otherwise.
+// none otherwise; then the host's cgroup tree is bound read-only (a user namespace cannot
+// mount cgroup v1).
 func rootlessSpec(s *specs.Spec, h *nsHolder, hostNet bool, id string) error {
 	l := s.Linux
 	var ns []specs.LinuxNamespace
@@ -469,6 +469,11 @@ func rootlessSpec(s *specs.Spec, h *nsHolder, hostNet bool, id string) error {
 	for _, m := range s.Mounts {
 		switch m.Destination {
 		case "/sys/fs/cgroup":
+			if l.CgroupsPath != "" {
+				// cgroup v2 with the container's own cgroup: the runtime mounts cgroup2 in
+				// the container's cgroup namespace, rooted at that cgroup, as for root.
+				break
+			}
 			m = specs.Mount{Destination: "/sys/fs/cgroup", Type: "bind", Source: "/sys/fs/cgroup", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
 		case "/dev/pts":
 			if uids, gids, err := rootlessMaps(); err == nil && (len(uids) == 1 || len(gids) == 1) {

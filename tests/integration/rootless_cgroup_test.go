@@ -169,13 +169,27 @@ func TestRootlessEngineDelegatedCgroup(t *testing.T) {
 	if err := unix.Statfs("/sys/fs/cgroup", &fs); err != nil || fs.Type != unix.CGROUP2_SUPER_MAGIC {
 		t.Skipf("/sys/fs/cgroup is not a pure cgroup v2 hierarchy here (only v2 delegates to a user): this test runs in make test-v2")
 	}
-	bin, err := exec.LookPath("berth")
-	if os.Getenv("BERTH_TEST_PREBUILT") == "" {
-		bin = filepath.Join(t.TempDir(), "berth")
-		err = goBuild(bin, "./cmd/berth", nil)
-	}
-	if err != nil {
-		t.Fatalf("the berth engine binary: %v", err)
+	// The engine and its per-container monitor, copied where the uid can run them.
+	bins := map[string]string{"berth": "./cmd/berth", "berth-monitor": "./cmd/berth-monitor"}
+	base := t.TempDir()
+	os.Chmod(filepath.Dir(base), 0o755)
+	os.Chmod(base, 0o755)
+	for name, pkg := range bins {
+		src, err := exec.LookPath(name)
+		if os.Getenv("BERTH_TEST_PREBUILT") == "" {
+			src = filepath.Join(t.TempDir(), name)
+			err = goBuild(src, pkg, nil)
+		}
+		if err != nil {
+			t.Fatalf("the %s binary: %v", name, err)
+		}
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(base, name), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := os.Stat("/etc/subuid"); err == nil {
 		if b, _ := os.ReadFile("/etc/subuid"); strings.Contains(string(b), fmt.Sprint(rlCgroupUID)+":") {
@@ -183,17 +197,7 @@ func TestRootlessEngineDelegatedCgroup(t *testing.T) {
 		}
 	}
 
-	base := t.TempDir()
-	os.Chmod(filepath.Dir(base), 0o755)
-	os.Chmod(base, 0o755)
 	e := &rlEngine{bin: filepath.Join(base, "berth"), home: filepath.Join(base, "home"), runDir: filepath.Join(base, "run")}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(e.bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	for _, d := range []string{e.home, e.runDir} {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)
@@ -227,11 +231,19 @@ func TestRootlessEngineDelegatedCgroup(t *testing.T) {
 	if got := readTrim(t, "/proc/"+pid+"/cgroup"); got != "0::"+strings.TrimPrefix(cg, "/sys/fs/cgroup") {
 		t.Errorf("the container's init %s is in %q, want 0::%s", pid, got, strings.TrimPrefix(cg, "/sys/fs/cgroup"))
 	}
+	// The single-id map: root inside is the user, and nothing else is mapped.
+	if got := strings.Join(strings.Fields(readTrim(t, "/proc/"+pid+"/uid_map")), " "); got != fmt.Sprintf("0 %d 1", rlCgroupUID) {
+		t.Errorf("the container's uid_map = %q, want 0 %d 1", got, rlCgroupUID)
+	}
 	if st := mustStat(t, cg); int(st.Uid) != rlCgroupUID {
 		t.Errorf("%s belongs to uid %d, want the user %d", cg, st.Uid, rlCgroupUID)
 	}
 	if got := must("stats", "--no-stream", "--format", "{{.MemUsage}} {{.PIDs}}", id); !strings.Contains(got, "/ 64MiB 1") {
 		t.Errorf("stats = %q, want a 64MiB limit and one process", got)
+	}
+	// top lists the cgroup's processes (busybox ps takes -o, not -ef).
+	if got := must("top", id, "--", "-o", "pid,comm"); !strings.Contains(got, pid) || !strings.Contains(got, "sleep") {
+		t.Errorf("top = %q, want the init %s (sleep)", got, pid)
 	}
 	must("pause", id)
 	if ev := readTrim(t, filepath.Join(cg, "cgroup.events")); !strings.Contains(ev, "frozen 1") {

@@ -241,6 +241,11 @@ func TestRootlessEngineDelegatedCgroup(t *testing.T) {
 	if got := must("stats", "--no-stream", "--format", "{{.MemUsage}} {{.PIDs}}", id); !strings.Contains(got, "/ 64MiB 1") {
 		t.Errorf("stats = %q, want a 64MiB limit and one process", got)
 	}
+	// exec joins the container's cgroup (moved there from the engine's, through the
+	// delegated root both are under).
+	if got := must("exec", id, "cat", "/proc/self/cgroup"); got != "0::/" {
+		t.Errorf("exec's /proc/self/cgroup = %q, want 0::/ (the container's cgroup, as its namespace's root)", got)
+	}
 	// top lists the cgroup's processes (busybox ps takes -o, not -ef).
 	if got := must("top", id, "--", "-o", "pid,comm"); !strings.Contains(got, pid) || !strings.Contains(got, "sleep") {
 		t.Errorf("top = %q, want the init %s (sleep)", got, pid)

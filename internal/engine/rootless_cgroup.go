@@ -66,12 +66,13 @@ func rootlessDelegation() *delegation {
 
 func detectDelegation() *delegation {
 	const mnt = "/sys/fs/cgroup"
-	layout, err := cgroups.DetectLayout()
-	if err != nil {
-		return &delegation{Why: err.Error()}
-	}
 	var st unix.Statfs_t
 	if unix.Statfs(mnt, &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		// The layout comes from the mount table the runtime reads (and caches) anyway.
+		layout, err := cgroups.DetectLayout()
+		if err != nil {
+			return &delegation{Why: err.Error()}
+		}
 		return &delegation{Why: fmt.Sprintf("this host's cgroups are %s, and only cgroup v2 can delegate a cgroup to an unprivileged user", layout)}
 	}
 	b, err := os.ReadFile("/proc/self/cgroup")

@@ -52,9 +52,10 @@ clean:
 test-v2:
 	bash hack/deps-cgroups.sh
 	bash tests/v2vm/run-go-tests.sh ./internal/cgroups
-	@# The VM's busybox userland has no useradd or newuidmap: the rootless test runs on this
-	@# host's lane only.
-	V2_BINS="./cmd/berth-runtime ./tests/integration/probe" V2VM_ENV="BERTH_TEST_PREBUILT BERTH_TEST_TMPDIR" BERTH_TEST_PREBUILT=1 BERTH_TEST_TMPDIR=/var/tmp/berth-tests \
+	@# The VM's busybox userland has no useradd or newuidmap: TestRootlessContainers runs on
+	@# this host's lane only; the rootless engine's delegated cgroup test runs here, for a
+	@# made-up uid with the single-id map.
+	V2_BINS="./cmd/berth-runtime ./tests/integration/probe ./cmd/berth ./cmd/berth-monitor" V2VM_ENV="BERTH_TEST_PREBUILT BERTH_TEST_TMPDIR" BERTH_TEST_PREBUILT=1 BERTH_TEST_TMPDIR=/var/tmp/berth-tests \
 		V2_TESTFLAGS="-test.v -test.timeout 15m -test.skip TestRootlessContainers" bash tests/v2vm/run-go-tests.sh ./tests/integration
 
 # Benchmarks: berth against runc, crun (and later Podman, Docker, containerd) and lsns, each

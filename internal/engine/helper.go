@@ -242,7 +242,9 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		return 0, err
 	}
 	if hold != nil {
-		rootlessSpec(spec, hold, in.HostNet)
+		if err := rootlessSpec(spec, hold, in.HostNet, c.ID); err != nil {
+			return 0, err
+		}
 		rootlessRootfsSpec(spec, snap)
 	}
 	if rt.name() != "berth" {

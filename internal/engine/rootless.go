@@ -19,7 +19,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/berth-containers/berth/internal/cgroups"
 	"github.com/berth-containers/berth/internal/engine/monitor"
 	"github.com/berth-containers/berth/internal/image"
 	"github.com/berth-containers/berth/internal/image/archive"
@@ -411,41 +410,12 @@ func (h *nsHolder) release() {
 	h.c.cmd.Wait()
 }
 
-// rootlessCgroupsWhy says why an unprivileged user gets no cgroup here, or "" when the
-// host delegates one (cgroup v2, the user's own cgroup writable).
-func rootlessCgroupsWhy() string {
-	layout, err := cgroups.DetectLayout()
-	if err != nil {
-		return err.Error()
-	}
-	var st unix.Statfs_t
-	if unix.Statfs("/sys/fs/cgroup", &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
-		return fmt.Sprintf("this host's cgroups are %s, and only cgroup v2 can delegate a cgroup to an unprivileged user", layout)
-	}
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return err.Error()
-	}
-	rel := strings.TrimSpace(strings.TrimPrefix(string(b), "0::"))
-	dir := filepath.Join("/sys/fs/cgroup", rel)
-	if unix.Access(dir, unix.W_OK) != nil {
-		return fmt.Sprintf("the user's cgroup %s is not delegated (not writable)", dir)
-	}
-	return ""
-}
-
 // checkRootless refuses what an unprivileged user cannot have, with the reason.
 func checkRootless(hc *HostConfig, networks []string) error {
-	if hc.Memory > 0 || hc.MemorySwap > 0 || hc.NanoCpus > 0 || hc.CPUShares > 0 || hc.CpusetCpus != "" || (hc.PidsLimit != nil && *hc.PidsLimit > 0) {
-		why := rootlessCgroupsWhy()
-		if why == "" {
-			// A delegated cgroup v2 subtree holds the user's own processes too, and the
-			// kernel enables controllers only for a subtree without them: placing the
-			// container needs a cgroup of its own there (Podman asks systemd for a scope).
-			// berth does not do that yet, and a limit accepted but not applied would lie.
-			why = "placing a rootless container in the user's delegated cgroup v2 is not implemented yet"
+	if len(flagControllers(hc)) > 0 {
+		if err := checkRootlessLimits(hc, rootlessDelegation()); err != nil {
+			return err
 		}
-		return usagef("resource limits (--memory, --cpus, --cpu-shares, --cpuset-cpus, --pids-limit) need a cgroup, and a rootless container gets none: %s. Run without them, or as root", why)
 	}
 	if hc.UsernsMode == "auto" {
 		return usagef("--userns=auto needs root: a rootless container already has a user namespace (yours, with your /etc/subuid range)")
@@ -470,9 +440,11 @@ func checkRootless(hc *HostConfig, networks []string) error {
 }
 
 // rootlessSpec adapts the spec for a rootless container whose user (and network)
-// namespace the holder made: both are joined by path, nothing needs a cgroup, and the
-// host's cgroup tree is bound read-only (a user namespace cannot mount cgroup v1).
-func rootlessSpec(s *specs.Spec, h *nsHolder, hostNet bool) {
+// namespace the holder made: both are joined by path. The container gets a cgroup in the
+// user's delegated cgroup v2 subtree where there is one (see rootless_cgroup.go), and
+// none otherwise; then the host's cgroup tree is bound read-only (a user namespace cannot
+// mount cgroup v1).
+func rootlessSpec(s *specs.Spec, h *nsHolder, hostNet bool, id string) error {
 	l := s.Linux
 	var ns []specs.LinuxNamespace
 	for _, n := range l.Namespaces {
@@ -490,12 +462,18 @@ func rootlessSpec(s *specs.Spec, h *nsHolder, hostNet bool) {
 	ns = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace, Path: h.path("user")})
 	l.Namespaces = ns
 	l.UIDMappings, l.GIDMappings = nil, nil
-	l.Resources = nil
-	l.CgroupsPath = ""
+	if err := rootlessCgroupSpec(l, id, rootlessDelegation()); err != nil {
+		return err
+	}
 	mounts := s.Mounts[:0]
 	for _, m := range s.Mounts {
 		switch m.Destination {
 		case "/sys/fs/cgroup":
+			if l.CgroupsPath != "" {
+				// cgroup v2 with the container's own cgroup: the runtime mounts cgroup2 in
+				// the container's cgroup namespace, rooted at that cgroup, as for root.
+				break
+			}
 			m = specs.Mount{Destination: "/sys/fs/cgroup", Type: "bind", Source: "/sys/fs/cgroup", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
 		case "/dev/pts":
 			if uids, gids, err := rootlessMaps(); err == nil && (len(uids) == 1 || len(gids) == 1) {
@@ -507,4 +485,5 @@ func rootlessSpec(s *specs.Spec, h *nsHolder, hostNet bool) {
 	}
 	s.Mounts = mounts
 	delete(s.Annotations, runtime.AnnotationOwnedNamespaces)
+	return nil
 }

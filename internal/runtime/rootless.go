@@ -27,6 +27,12 @@ func DefaultRootFor() string {
 // without a cgroup, unless it asked for limits, which then fail with the reason.
 func newCgroup(id string, spec *specs.Spec) (cgroups.Manager, error) {
 	res := effectiveResources(spec)
+	if os.Geteuid() != 0 {
+		// The device rules are an eBPF program on cgroup v2, which only a privileged
+		// process may attach; the container's user namespace cannot make device nodes
+		// anyway.
+		res.Devices = nil
+	}
 	cg, err := cgroups.New(cgroups.Config{ID: id, Path: spec.Linux.CgroupsPath, Resources: res})
 	if os.Geteuid() == 0 {
 		if err != nil {

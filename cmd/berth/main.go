@@ -11,6 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-containers/berth/internal/engine"
+	// sysmon's timer slack, but not gostart/onep's one P: teardown runs in goroutines side
+	// by side (internal/gostart's threads.c has the measurements).
+	_ "github.com/berth-containers/berth/internal/gostart"
 	_ "github.com/berth-containers/berth/internal/namespaces/nsenter"
 	"github.com/berth-containers/berth/internal/runtime"
 )

@@ -1,7 +1,5 @@
 package main
 
-// threads.c sets how the Go runtime's threads start (sysmon's timer slack, one P); the
-// reasons and the measurements are there.
-
-// #cgo LDFLAGS: -Wl,--wrap=pthread_create
-import "C"
+// berth-runtime starts with sysmon's timer slack and one P (internal/gostart's threads.c
+// has the reasons and the measurements).
+import _ "github.com/berth-containers/berth/internal/gostart/onep"

@@ -17,7 +17,7 @@ import (
 // step. It is what `run` and `exec` do for a process.terminal without --console-socket.
 func withTerminal(fn func(consoleSocket string) (int, error)) (int, error) {
 	// The copy from stdin blocks in read(2) holding a P; with the one P berth-runtime
-	// starts with (threads.c), the pty's output would wait for sysmon to take it back, up
+	// starts with (package gostart/onep), the pty's output would wait for sysmon to take it back, up
 	// to its 10 ms timer slack per keystroke. An interactive session gets the Ps the
 	// runtime would have given it.
 	var cpus unix.CPUSet

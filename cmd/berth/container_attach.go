@@ -21,6 +21,8 @@ type attachOpts struct {
 	// untilStart: the session was opened before the start, so a start error may come.
 	untilStart bool
 	detachKeys string
+	// proxy, with sigProxy, is the signal proxy started already; nil starts one.
+	proxy *sigProxy
 }
 
 func isTerminal(f *os.File) bool {
@@ -146,18 +148,11 @@ func attachLoop(e *engine.Engine, s *engine.Session, id string, o attachOpts) (i
 		}()
 	}
 	if o.sigProxy {
-		sigs := make(chan os.Signal, 16)
-		signal.Notify(sigs)
-		defer signal.Stop(sigs)
-		go func() {
-			for sg := range sigs {
-				sig, ok := sg.(syscall.Signal)
-				if !ok || sig == syscall.SIGCHLD || sig == syscall.SIGWINCH || sig == syscall.SIGPIPE || sig == syscall.SIGURG {
-					continue
-				}
-				e.Kill(id, unix.Signal(sig))
-			}
-		}()
+		if o.proxy == nil {
+			o.proxy = startSigProxy(e, false)
+		}
+		o.proxy.forward(id)
+		defer o.proxy.stop()
 	}
 	var detached atomic.Bool
 	if o.stdin {

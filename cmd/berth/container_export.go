@@ -10,7 +10,7 @@ import (
 	"golang.org/x/term"
 )
 
-func init() {
+func registerExportCommands() {
 	rootCmd.AddCommand(newExportCmd())
 }
 

@@ -519,6 +519,10 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	if f.detach {
 		o.Config.AttachStdout, o.Config.AttachStderr = false, false
 	}
+	var proxy *sigProxy
+	if !f.detach && f.sigProxy && !f.tty {
+		proxy = startSigProxy(e, true)
+	}
 	c, err := e.Create(o)
 	if err != nil {
 		return &exitError{code: 125, err: err}
@@ -539,8 +543,8 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		return startFailed(e, c, err)
 	}
 	debug.SetGCPercent(gc)
-	code, err := attachLoop(e, s, c.ID, attachOpts{stdin: f.interactive, tty: f.tty, sigProxy: f.sigProxy && !f.tty,
-		detachKeys: f.detachKeys, untilStart: true})
+	code, err := attachLoop(e, s, c.ID, attachOpts{stdin: f.interactive, tty: f.tty, sigProxy: proxy != nil,
+		detachKeys: f.detachKeys, untilStart: true, proxy: proxy})
 	if err != nil {
 		var se *engine.StartError
 		if errors.As(err, &se) {

@@ -24,7 +24,7 @@ import (
 
 // Docker's commands and their `docker image` twins: each constructor is called twice
 // because a cobra command has one parent.
-func init() {
+func registerImageCommands() {
 	imageCmd := &cobra.Command{Use: "image", Short: "Manage images", Args: cobra.NoArgs}
 	imageCmd.AddCommand(newImagesCmd("ls"), newPullCmd(), newPushCmd(), newTagCmd(), newRmiCmd("rm"),
 		newPruneCmd(), newInspectCmd(), newHistoryCmd(), newSaveCmd(), newLoadCmd(), newImportCmd())

@@ -24,7 +24,7 @@ func openNetworks() (*network.Manager, error) {
 	return network.Open(networkRoot)
 }
 
-func init() {
+func registerNetworkCommands() {
 	netCmd := &cobra.Command{
 		Use:   "network",
 		Short: "Manage networks",

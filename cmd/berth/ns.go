@@ -30,7 +30,7 @@ type nsFlags struct {
 	stateDirs  []string
 }
 
-func init() {
+func registerNSCommands() {
 	var f nsFlags
 	cmd := &cobra.Command{
 		Use:   "ns [flags] [CONTAINER | NAMESPACE-INODE]",

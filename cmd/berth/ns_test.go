@@ -17,6 +17,9 @@ import (
 var berthBin string
 
 func TestMain(m *testing.M) {
+	if mode := os.Getenv("_BERTH_SIGPROXY_CHILD"); mode != "" {
+		sigProxyChild(mode)
+	}
 	dir, err := os.MkdirTemp("", "berth-ns-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

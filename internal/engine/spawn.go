@@ -217,6 +217,9 @@ func (ml *monitorLink) spawn(exe *os.File, argv, env []string, files []*os.File,
 	if len(files) < 3 {
 		return nil, fmt.Errorf("spawn the init: %d descriptors, want stdio and more", len(files))
 	}
+	if err := ml.waitReady(); err != nil {
+		return nil, err
+	}
 	fds := []int{int(exe.Fd())}
 	flag := "0"
 	if cgroupFD >= 0 {

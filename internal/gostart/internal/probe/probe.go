@@ -1,4 +1,7 @@
-package main
+// Package probe checks, for the tests of gostart and onep, how a test binary that links
+// gostart's threads.c started its threads: it runs itself again as a probe that reports
+// GOMAXPROCS and every thread's timer slack and CPUs.
+package probe
 
 import (
 	"fmt"
@@ -12,22 +15,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const sysmonSlackNS = 10000000 // SYSMON_SLACK_NS in threads.c
+// SysmonSlackNS is SYSMON_SLACK_NS in threads.c.
+const SysmonSlackNS = 10000000
 
-// TestMain serves the child of TestThreadSetup: this test binary links threads.c as
-// berth-runtime does.
-func TestMain(m *testing.M) {
-	if os.Getenv("_BERTH_THREADS_PROBE") == "1" {
-		reportThreads()
-		os.Exit(0)
+const probeEnv = "_BERTH_THREADS_PROBE"
+
+// Main serves the probe child (call it from TestMain before m.Run): it prints "procs N"
+// (GOMAXPROCS), then "main SLACK CPUS" for the main thread, "thread SLACK CPUS" for every
+// other one and "child SLACK CPUS" for a process it starts, each SLACK a timer slack in ns
+// and CPUS a Cpus_allowed_list, and exits.
+func Main() {
+	if os.Getenv(probeEnv) != "1" {
+		return
 	}
-	os.Exit(m.Run())
+	report()
+	os.Exit(0)
 }
 
-// reportThreads prints "procs N" (GOMAXPROCS), then "main SLACK CPUS" for the main
-// thread, "thread SLACK CPUS" for every other one and "child SLACK CPUS" for a process it
-// starts, each SLACK a timer slack in ns and CPUS a Cpus_allowed_list.
-func reportThreads() {
+func report() {
 	fmt.Println("procs", goruntime.GOMAXPROCS(0))
 	self := os.Getpid()
 	ents, err := os.ReadDir("/proc/self/task")
@@ -77,11 +82,12 @@ func threadState(dir string) (slack, cpus string, err error) {
 	return "", "", fmt.Errorf("%s/status has no Cpus_allowed_list", dir)
 }
 
-// TestThreadSetup runs this binary with a timer slack of its own and checks what
-// threads.c promises: GOMAXPROCS 1 on a multi-CPU host, the raised slack on one thread
-// besides the main one (sysmon), and the given slack and CPUs on the main thread, every
-// other thread and a process it starts.
-func TestThreadSetup(t *testing.T) {
+// Check runs this test binary as a probe with a timer slack of its own and checks what
+// threads.c promises: GOMAXPROCS 1 with onep (else one P per CPU of the caller), the
+// raised slack on one thread besides the main one (sysmon), and the given slack and CPUs
+// on the main thread, every other thread and a process it starts.
+func Check(t *testing.T, oneP bool) {
+	t.Helper()
 	const given = 123456
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
@@ -97,15 +103,22 @@ func TestThreadSetup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatalf("sched_getaffinity: %v", err)
+	}
+	wantProcs := strconv.Itoa(set.Count())
+	if oneP {
+		// Narrowed on a multi-CPU host, and the only one on a single CPU.
+		wantProcs = "1"
+	}
 	// Started from this locked thread, the child begins with its slack and CPUs.
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "_BERTH_THREADS_PROBE=1")
+	cmd.Env = append(os.Environ(), probeEnv+"=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("probe: %v: %s", err, out)
 	}
-	// One P: narrowed on a multi-CPU host, and the only one on a single CPU.
-	const wantProcs = "1"
 	var main, raised, others, child int
 	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Fields(l)
@@ -118,14 +131,14 @@ func TestThreadSetup(t *testing.T) {
 			t.Errorf("probe: %q: want CPUs %s", l, cpus)
 		case f[0] == "main" && f[1] == strconv.Itoa(given):
 			main++
-		case f[0] == "thread" && f[1] == strconv.Itoa(sysmonSlackNS):
+		case f[0] == "thread" && f[1] == strconv.Itoa(SysmonSlackNS):
 			raised++
 		case f[0] == "thread" && f[1] == strconv.Itoa(given):
 			others++
 		case f[0] == "child" && f[1] == strconv.Itoa(given):
 			child++
 		default:
-			t.Errorf("probe: %q: want slack %d (or %d for one thread)", l, given, sysmonSlackNS)
+			t.Errorf("probe: %q: want slack %d (or %d for one thread)", l, given, SysmonSlackNS)
 		}
 	}
 	if main != 1 || raised != 1 || child != 1 {

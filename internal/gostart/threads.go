@@ -1,0 +1,8 @@
+// Package gostart sets how the Go runtime's threads start in the command that imports it:
+// a 10 ms timer slack for the runtime's sysmon thread only, and, with package onep too,
+// one P. It works from a C constructor, before the Go runtime starts; threads.c has the
+// reasons and the measurements. Import it for its effect: `import _ ".../gostart"`.
+package gostart
+
+// #cgo LDFLAGS: -Wl,--wrap=pthread_create
+import "C"

@@ -14,18 +14,11 @@ STAMPFLAG = -X github.com/berth-containers/berth/internal/runtime.BuildStamp=$(S
 
 all: build
 
-# berth-runtime is linked statically, against musl where musl-gcc is installed: why, and
-# what it measured, is in hack/build-runtime.sh, which the test harnesses use too.
+# berth-runtime and berth are linked statically, against musl where musl-gcc is installed:
+# why, and what it measured, is in hack/build-static.sh, which the test harnesses use too.
 build:
-	bash hack/build-runtime.sh $(BINDIR)/berth-runtime $(STAMP)
-	@# berth too is static against musl where musl-gcc is installed: every `run` starts it
-	@# (the CLI, and the monitor's helpers), and without the dynamic loader `run --rm busybox
-	@# true` took 1-1.8 ms less wall and 1.2-1.4 ms less CPU (interleaved pairs, n=40). osusergo
-	@# and netgo as for berth-runtime: no NSS in a static binary.
-	if command -v musl-gcc >/dev/null 2>&1; then \
-		CC=musl-gcc CGO_CFLAGS="-O2 -idirafter /usr/include -idirafter /usr/include/$$(gcc -print-multiarch)" \
-		$(GO) build $(GOFLAGS) -tags osusergo,netgo -ldflags '$(LDFLAGS) $(STAMPFLAG) -linkmode external -extldflags=-static' -o $(BINDIR)/berth ./cmd/berth; \
-	else $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS) $(STAMPFLAG)' -o $(BINDIR)/berth ./cmd/berth; fi
+	bash hack/build-static.sh $(BINDIR)/berth-runtime ./cmd/berth-runtime $(STAMP)
+	bash hack/build-static.sh $(BINDIR)/berth ./cmd/berth $(STAMP)
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BINDIR)/berth-monitor ./cmd/berth-monitor
 
 # The whole suite: unit tests, then integration tests that run real containers (root required).

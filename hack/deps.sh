@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-# musl-gcc: berth-runtime is linked statically against musl (hack/build-runtime.sh says why).
+# musl-gcc: berth-runtime and berth are linked statically against musl (hack/build-static.sh says why).
 for cmd in busybox:busybox-static git:git gcc:gcc make:make ip:iproute2 lsns:util-linux musl-gcc:musl-tools; do
   command -v "${cmd%%:*}" >/dev/null || need+=("${cmd#*:}")
 done

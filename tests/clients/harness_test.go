@@ -67,7 +67,7 @@ func TestMain(m *testing.M) {
 func setup(dir string) error {
 	runtimeBin = filepath.Join(dir, "berth-runtime")
 	// As `make build` does: the clients run the binary that ships.
-	build := exec.Command("bash", "../../hack/build-runtime.sh", runtimeBin)
+	build := exec.Command("bash", "../../hack/build-static.sh", runtimeBin, "./cmd/berth-runtime")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build berth-runtime: %w", err)

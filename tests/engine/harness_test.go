@@ -62,25 +62,20 @@ func build() error {
 	// berth and berth-runtime share a build stamp, as `make build` gives them, so the
 	// containers' init is the static berth-runtime (engine.initExe).
 	stamp := fmt.Sprintf("engine-test-%d", time.Now().UnixNano())
-	rt := exec.Command("bash", "../../hack/build-runtime.sh", filepath.Join(binDir, "berth-runtime"), stamp)
-	rt.Stdout, rt.Stderr = os.Stderr, os.Stderr
-	if err := rt.Run(); err != nil {
-		return fmt.Errorf("build berth-runtime: %w", err)
-	}
-	for _, b := range []struct{ out, pkg, cgo string }{
-		{"berth", "./cmd/berth", ""},
-		{"berth-monitor", "./cmd/berth-monitor", "CGO_ENABLED=0"},
-	} {
-		args := []string{"build", "-trimpath", "-ldflags", "-X github.com/berth-containers/berth/internal/runtime.BuildStamp=" + stamp}
-		cmd := exec.Command("go", append(args, "-o", filepath.Join(binDir, b.out), "github.com/berth-containers/berth/"+strings.TrimPrefix(b.pkg, "./"))...)
-		cmd.Env = os.Environ()
-		if b.cgo != "" {
-			cmd.Env = append(cmd.Env, b.cgo)
-		}
+	// berth-runtime and berth as `make build` makes them (static, against musl where it is
+	// installed), so the tests run the binaries users get.
+	for _, b := range []struct{ out, pkg string }{{"berth-runtime", "./cmd/berth-runtime"}, {"berth", "./cmd/berth"}} {
+		cmd := exec.Command("bash", "../../hack/build-static.sh", filepath.Join(binDir, b.out), b.pkg, stamp)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("build %s: %w", b.pkg, err)
 		}
+	}
+	mon := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(binDir, "berth-monitor"), "github.com/berth-containers/berth/cmd/berth-monitor")
+	mon.Env = append(os.Environ(), "CGO_ENABLED=0")
+	mon.Stdout, mon.Stderr = os.Stderr, os.Stderr
+	if err := mon.Run(); err != nil {
+		return fmt.Errorf("build ./cmd/berth-monitor: %w", err)
 	}
 	// The busybox image's root filesystem, as a tarball for `berth import`.
 	root := filepath.Join(binDir, "rootfs")

@@ -103,10 +103,10 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// buildRuntime builds berth-runtime as `make build` does (hack/build-runtime.sh), so the
+// buildRuntime builds berth-runtime as `make build` does (hack/build-static.sh), so the
 // tests run the binary that ships: static, and against musl where it is installed.
 func buildRuntime(out string) error {
-	build := exec.Command("bash", "../../hack/build-runtime.sh", out)
+	build := exec.Command("bash", "../../hack/build-static.sh", out, "./cmd/berth-runtime")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	return build.Run()
 }

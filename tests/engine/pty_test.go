@@ -52,18 +52,27 @@ func openPty() (master, slave *os.File, err error) {
 // startTerm runs berth on a new pty, as the controlling terminal of a new session.
 func (h *harness) startTerm(args ...string) *term {
 	h.t.Helper()
+	return startOnPty(h.t, h.cmd(args...))
+}
+
+// startOnPty starts cmd on a new pty, as the controlling terminal of a new session, and
+// collects what it shows; cmd is killed at the end of the test if it still runs.
+func startOnPty(t *testing.T, cmd *exec.Cmd) *term {
+	t.Helper()
 	m, s, err := openPty()
 	if err != nil {
-		h.t.Fatalf("open a pty: %v", err)
+		t.Fatalf("open a pty: %v", err)
 	}
-	cmd := h.cmd(args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
 	if err := cmd.Start(); err != nil {
-		h.t.Fatalf("start berth %v: %v", args, err)
+		t.Fatalf("start %v: %v", cmd.Args, err)
 	}
 	s.Close()
-	tm := &term{t: h.t, master: m, cmd: cmd, done: make(chan struct{})}
+	tm := &term{t: t, master: m, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		buf := make([]byte, 4096)
 		for {
@@ -82,7 +91,7 @@ func (h *harness) startTerm(args ...string) *term {
 		tm.err = cmd.Wait()
 		close(tm.done)
 	}()
-	h.t.Cleanup(func() {
+	t.Cleanup(func() {
 		select {
 		case <-tm.done:
 		default:

@@ -519,46 +519,7 @@ func TestRootlessNoRange(t *testing.T) {
 // session (see harness.startTerm).
 func (u *rlUser) startTerm(t *testing.T, env []string, args ...string) *term {
 	t.Helper()
-	m, s, err := openPty()
-	if err != nil {
-		t.Fatalf("open a pty: %v", err)
-	}
-	cmd := u.command(env, args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
-	cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start berth %v: %v", args, err)
-	}
-	s.Close()
-	tm := &term{t: t, master: m, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := m.Read(buf)
-			if n > 0 {
-				tm.mu.Lock()
-				tm.screen.Write(buf[:n])
-				tm.mu.Unlock()
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	go func() {
-		tm.err = cmd.Wait()
-		close(tm.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-tm.done:
-		default:
-			cmd.Process.Kill()
-			<-tm.done
-		}
-		m.Close()
-	})
-	return tm
+	return startOnPty(t, u.command(env, args...))
 }
 
 // rootFS prints ROOTFS=<fstype of the container's />.

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -77,30 +75,5 @@ func TestCLIHelpRunsNothing(t *testing.T) {
 		if *got != nil {
 			t.Errorf("%q: the command ran with %q", args, *got)
 		}
-	}
-}
-
-func TestTerminalRequested(t *testing.T) {
-	for _, tc := range []struct {
-		config string
-		want   bool
-	}{
-		{`{"process":{"terminal":true,"args":["sh"]}}`, true},
-		{`{"process": {"args": ["sh"], "terminal" : true}}`, true},
-		{`{"process":{"terminal":false,"args":["sh"]}}`, false},
-		{`{"process":{"args":["sh"]}}`, false},
-		{`{"process":{"args":["sh"]},"annotations":{"terminal":"true"}}`, false},
-		{`{"process":{"terminal":tru`, false},
-	} {
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(tc.config), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if got := terminalRequested(dir); got != tc.want {
-			t.Errorf("%s: terminalRequested %v, want %v", tc.config, got, tc.want)
-		}
-	}
-	if terminalRequested(filepath.Join(t.TempDir(), "missing")) {
-		t.Error("a bundle without config.json: terminalRequested true, want false")
 	}
 }

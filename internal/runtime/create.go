@@ -37,6 +37,10 @@ type CreateOpts struct {
 	Spawn Spawner
 	// Spec, if set, is the config to use in place of the bundle's config.json.
 	Spec *specs.Spec
+	// SpecJSON, with Spec, is what ReadSpec returned with it: the bundle's config, already
+	// read and checked by a caller that needed to look at it first (`run`, for
+	// process.terminal), so create neither reads, checks nor encodes it again.
+	SpecJSON []byte
 }
 
 // initConfig is what the parent sends the init once its namespaces exist.

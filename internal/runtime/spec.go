@@ -15,13 +15,14 @@ import (
 
 // LoadSpec reads <bundle>/config.json and checks what berth needs of it.
 func LoadSpec(bundle string) (*specs.Spec, error) {
-	spec, _, err := loadSpec(bundle)
+	spec, _, err := ReadSpec(bundle)
 	return spec, err
 }
 
-// loadSpec is LoadSpec that also returns the file's bytes, which create stores and sends to
-// the init as they are: encoding the spec again costs more than the copy.
-func loadSpec(bundle string) (*specs.Spec, []byte, error) {
+// ReadSpec is LoadSpec that also returns the file's bytes, which create stores and sends to
+// the init as they are (encoding the spec again costs more than the copy); a caller that
+// reads the config before create passes both on (CreateOpts.Spec, SpecJSON).
+func ReadSpec(bundle string) (*specs.Spec, []byte, error) {
 	path := filepath.Join(bundle, configFile)
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -2,12 +2,16 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -195,5 +199,74 @@ func TestRootfsPropagationAndCgroupView(t *testing.T) {
 	}
 	if kv["cgwrite"] != "denied" {
 		t.Error("the cgroup view is writable")
+	}
+}
+
+// `run` of a process.terminal config without --console-socket gives the program the
+// caller's own terminal, as `runc run` does: it reads the config once to know that, and
+// create takes the spec from it.
+func TestRunOnCallersTerminal(t *testing.T) {
+	r := newRT(t)
+	b := newBundle(t, `echo tty=$(tty); read line; echo echoed=$line; exit 3`)
+	b.Spec.Process.Terminal = true
+	b.save(t)
+	r.allowGoInit("own-tty") // the console is set up by the Go init
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(runtimeBin, "--root", r.root, "run", "-b", b.Dir, "own-tty")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pts.Close()
+	var mu sync.Mutex
+	var screen []byte
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf) // ends with EIO once run and the container are gone
+			mu.Lock()
+			screen = append(screen, buf[:n]...)
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	shown := func() string { mu.Lock(); defer mu.Unlock(); return string(screen) }
+	// Typed once the program shows it runs: run's raw mode would otherwise eat it.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if strings.Contains(shown(), "tty=") {
+			ptmx.Write([]byte("hello\r"))
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	err = cmd.Wait()
+	<-done
+	out := shown()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Errorf("run on the caller's terminal: %v, want exit status 3; screen %q", err, out)
+	}
+	if !strings.Contains(out, "tty=/dev/pts/") || !strings.Contains(out, "echoed=hello") {
+		t.Errorf("screen %q: want the container's own pty and the typed line echoed", out)
 	}
 }

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "plan.h"
+#include "sockio.h"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -90,34 +91,6 @@ static void fail(const char *fmt, ...)
 		fprintf(stderr, "berth init: %s\n", msg);
 	}
 	_exit(1);
-}
-
-static void readall(void *buf, size_t len)
-{
-	char *p = buf;
-	while (len > 0) {
-		ssize_t n = read(sockfd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			_exit(1); /* the parent went away: nothing to report to */
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
-static void writeall(const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t n = write(sockfd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			_exit(1);
-		p += n;
-		len -= (size_t)n;
-	}
 }
 
 static const char *nsname(uint32_t type)
@@ -188,13 +161,13 @@ __attribute__((constructor)) static void berth_nsenter(void)
 	if (fcntl(sockfd, F_SETFD, FD_CLOEXEC) < 0)
 		fail("fcntl _BERTH_INITPIPE: %s", strerror(errno));
 
-	readall(&total, sizeof(total));
+	sock_readall(sockfd, &total, sizeof(total));
 	if (total > (1 << 20))
 		fail("bootstrap message of %u bytes is too large", total);
 	msg = malloc(total + 1);
 	if (msg == NULL)
 		fail("malloc %u: %s", total, strerror(errno));
-	readall(msg, total);
+	sock_readall(sockfd, msg, total);
 
 	while (off + 8 <= total) {
 		uint32_t type, len;
@@ -264,8 +237,8 @@ __attribute__((constructor)) static void berth_nsenter(void)
 		if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
 			fail("prctl PR_SET_DUMPABLE: %s", strerror(errno));
 		tag = 'U';
-		writeall(&tag, 1);
-		readall(&tag, 1);
+		sock_writeall(sockfd, &tag, 1);
+		sock_readall(sockfd, &tag, 1);
 		if (tag != 'u')
 			fail("parent refused the id mappings");
 		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
@@ -308,15 +281,15 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			 */
 			tag = 'P';
 			pid = (int32_t)child;
-			writeall(&tag, 1);
-			writeall(&pid, sizeof(pid));
+			sock_writeall(sockfd, &tag, 1);
+			sock_writeall(sockfd, &pid, sizeof(pid));
 			_exit(0);
 		}
 	} else {
 		tag = 'P';
 		pid = (int32_t)getpid();
-		writeall(&tag, 1);
-		writeall(&pid, sizeof(pid));
+		sock_writeall(sockfd, &tag, 1);
+		sock_writeall(sockfd, &pid, sizeof(pid));
 	}
 	if (plan)
 		berth_run_plan(sockfd); /* never returns: no Go runtime starts in the container */

@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "plan.h"
+#include "sockio.h"
 
 /* Operation codes: keep in step with internal/runtime/plan.go. */
 enum {
@@ -113,34 +114,6 @@ static uint64_t get(const struct op *o, uint32_t i)
 	return v;
 }
 
-static void sendall(const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t n = send(sock, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			_exit(1);
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
-static void readall(void *buf, size_t len)
-{
-	char *p = buf;
-	while (len > 0) {
-		ssize_t n = read(sock, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			_exit(1); /* the parent went away: nothing to report to */
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
 /* fail reports the current operation's failure with errno err and exits. */
 static void fail(int err, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 static void fail(int err, const char *fmt, ...)
@@ -164,11 +137,11 @@ static void fail(int err, const char *fmt, ...)
 		char tag = 'F';
 		int32_t idx = cur_op, e = err;
 		uint32_t len = (uint32_t)n;
-		sendall(&tag, 1);
-		sendall(&idx, 4);
-		sendall(&e, 4);
-		sendall(&len, 4);
-		sendall(ctx, len);
+		sock_writeall(sock, &tag, 1);
+		sock_writeall(sock, &idx, 4);
+		sock_writeall(sock, &e, 4);
+		sock_writeall(sock, &len, 4);
+		sock_writeall(sock, ctx, len);
 	}
 	_exit(1);
 }
@@ -827,8 +800,8 @@ static void run(struct op *ops, uint32_t n)
 			break;
 		case OP_READY:
 			tag = 'R';
-			sendall(&tag, 1);
-			sendall(&ambient_failed, 8);
+			sock_writeall(sock, &tag, 1);
+			sock_writeall(sock, &ambient_failed, 8);
 			ready = 1;
 			break;
 		case OP_WAIT: do_wait(o); break;
@@ -947,13 +920,13 @@ void berth_run_plan(int fd)
 	sock = fd;
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		signal(sigs[i], on_signal);
-	readall(&total, sizeof(total));
+	sock_readall(sock, &total, sizeof(total));
 	if (total > (64u << 20))
 		fail(EINVAL, "plan of %u bytes is too large", total);
 	msg = malloc(total + 1);
 	if (msg == NULL)
 		fail(ENOMEM, "plan of %u bytes", total);
-	readall(msg, total);
+	sock_readall(sock, msg, total);
 	ops = decode(msg, total, &n);
 	run(ops, n);
 }

@@ -2,13 +2,11 @@ package engine
 
 import (
 	"archive/tar"
-	"bufio"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-containers/berth/internal/testutil/testuser"
 )
 
 // rlUser is an unprivileged user made for one test, with the berth binaries where it can
@@ -40,44 +40,20 @@ func newRLUser(t *testing.T, withRange bool) *rlUser {
 	if fi, err := os.Stat("/dev/net/tun"); err != nil || fi.Mode().Perm()&0o006 != 0o006 {
 		t.Fatalf("/dev/net/tun must be usable by an unprivileged user (0666, as udev makes it): run hack/deps-rootless.sh")
 	}
-	name := fmt.Sprintf("berthre%d", os.Getpid()%100000)
-	args := []string{"-M", "-s", "/usr/sbin/nologin", name}
+	prefix := "berthre"
 	if !withRange {
-		name = fmt.Sprintf("berthrn%d", os.Getpid()%100000)
-		args = []string{"-M", "-s", "/usr/sbin/nologin", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", name}
+		prefix = "berthrn"
 	}
-	if out, err := exec.Command("useradd", args...).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v: %s", name, err, out)
-	}
-	u := &rlUser{name: name}
+	tu := testuser.New(t, prefix, withRange)
+	u := &rlUser{name: tu.Name, uid: tu.UID, gid: tu.GID, subuid: tu.SubUID, subgid: tu.SubGID}
 	base, err := os.MkdirTemp("", "berth-rl-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(base, 0o755)
-	t.Cleanup(func() {
-		// Files the containers left in the test's own bind-mounted directory belong to
-		// the test; the rest was checked empty by checkNothingLeft.
-		os.RemoveAll(base)
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v: %s", name, err, out)
-		}
-		for _, f := range []string{"/etc/subuid", "/etc/subgid", "/etc/passwd"} {
-			if b, _ := os.ReadFile(f); strings.Contains(string(b), name+":") {
-				t.Errorf("%s still names the test user after userdel", f)
-			}
-		}
-	})
-	lu, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.uid, _ = strconv.Atoi(lu.Uid)
-	u.gid, _ = strconv.Atoi(lu.Gid)
-	u.subuid, u.subgid = -1, -1
-	if withRange {
-		u.subuid, u.subgid = subStart(t, "/etc/subuid", name), subStart(t, "/etc/subgid", name)
-	}
+	// Files the containers left in the test's own bind-mounted directory belong to the
+	// test; the rest was checked empty by checkNothingLeft. (Runs before the user goes.)
+	t.Cleanup(func() { os.RemoveAll(base) })
 	u.home, u.runtimeDir = filepath.Join(base, "home"), filepath.Join(base, "run")
 	for _, d := range []string{u.home, u.runtimeDir, filepath.Join(u.home, "bin")} {
 		if err := os.Mkdir(d, 0o700); err != nil {
@@ -97,24 +73,6 @@ func newRLUser(t *testing.T, withRange bool) *rlUser {
 	}
 	u.bin = filepath.Join(u.home, "bin", "berth")
 	return u
-}
-
-func subStart(t *testing.T, file, name string) int {
-	t.Helper()
-	f, err := os.Open(file)
-	if err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			parts := strings.Split(sc.Text(), ":")
-			if len(parts) == 3 && parts[0] == name {
-				n, _ := strconv.Atoi(parts[1])
-				return n
-			}
-		}
-	}
-	t.Fatalf("useradd gave %s no range in %s (Debian's useradd adds one when the file exists)", name, file)
-	return 0
 }
 
 // command is the berth binary run as the user, with only the environment a login would
@@ -147,6 +105,20 @@ func (u *rlUser) berthEnv(t *testing.T, env []string, args ...string) result {
 		}
 	}
 	return r
+}
+
+// importBusybox imports the test image as the user, from a copy of the tarball in its home.
+func (u *rlUser) importBusybox(t *testing.T) {
+	t.Helper()
+	tarball := filepath.Join(u.home, "busybox.tar")
+	data, err := os.ReadFile(busyboxTar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tarball, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u.ok(t, "import", "-c", `CMD ["sh"]`, tarball, "busybox")
 }
 
 func (u *rlUser) ok(t *testing.T, args ...string) string {
@@ -184,15 +156,7 @@ func ifaces(t *testing.T, procNetDev string) []string {
 // --network none and host, the refusals rootless owes, and nothing left afterwards.
 func TestRootless(t *testing.T) {
 	u := newRLUser(t, true)
-	tarball := filepath.Join(u.home, "busybox.tar")
-	data, err := os.ReadFile(busyboxTar)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(tarball, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	u.ok(t, "import", "-c", `CMD ["sh"]`, tarball, "busybox")
+	u.importBusybox(t)
 	store := filepath.Join(u.home, ".local", "share", "berth")
 	if _, err := os.Stat(filepath.Join(store, "image")); err != nil {
 		t.Fatalf("the user's image store is not under ~/.local/share/berth: %v", err)
@@ -548,15 +512,7 @@ func snapshotDirs(t *testing.T, store string) []string {
 // kernel release and shown by info; with BERTH_ROOTLESS_OVERLAY=off containers get copies.
 func TestRootlessOverlay(t *testing.T) {
 	u := newRLUser(t, true)
-	tarball := filepath.Join(u.home, "busybox.tar")
-	data, err := os.ReadFile(busyboxTar)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(tarball, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	u.ok(t, "import", "-c", `CMD ["sh"]`, tarball, "busybox")
+	u.importBusybox(t)
 	store := filepath.Join(u.home, ".local", "share", "berth")
 	if out := u.ok(t, "info"); !strings.Contains(out, "Storage Driver: overlay (rootless)\n") {
 		t.Errorf("info: %q; want Storage Driver: overlay (rootless)", out)

@@ -1,19 +1,17 @@
 package integration
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/berth-containers/berth/internal/testutil/testuser"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -28,28 +26,8 @@ type rootlessUser struct {
 
 func newRootlessUser(t *testing.T) *rootlessUser {
 	t.Helper()
-	name := fmt.Sprintf("berthrl%d", os.Getpid()%100000)
-	if out, err := exec.Command("useradd", "-M", "-s", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v: %s", name, err, out)
-	}
-	u := &rootlessUser{name: name}
-	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v: %s", name, err, out)
-		}
-		for _, f := range []string{"/etc/subuid", "/etc/subgid", "/etc/passwd"} {
-			if b, _ := os.ReadFile(f); strings.Contains(string(b), name+":") {
-				t.Errorf("%s still names the test user after userdel", f)
-			}
-		}
-	})
-	lu, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.uid, _ = strconv.Atoi(lu.Uid)
-	u.gid, _ = strconv.Atoi(lu.Gid)
-	u.subuid, u.subgid = subRange(t, "/etc/subuid", name), subRange(t, "/etc/subgid", name)
+	tu := testuser.New(t, "berthrl", true)
+	u := &rootlessUser{name: tu.Name, uid: tu.UID, gid: tu.GID, subuid: tu.SubUID, subgid: tu.SubGID}
 	u.home = t.TempDir()
 	os.Chmod(filepath.Dir(u.home), 0o755)
 	os.Chown(u.home, u.uid, u.gid)
@@ -63,26 +41,6 @@ func newRootlessUser(t *testing.T) *rootlessUser {
 		t.Fatal(err)
 	}
 	return u
-}
-
-// subRange returns the first id of name's range in /etc/subuid or /etc/subgid, adding one
-// (removed with the user) when useradd did not.
-func subRange(t *testing.T, file, name string) int {
-	f, err := os.Open(file)
-	if err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			parts := strings.Split(sc.Text(), ":")
-			if len(parts) == 3 && parts[0] == name {
-				f.Close()
-				n, _ := strconv.Atoi(parts[1])
-				return n
-			}
-		}
-		f.Close()
-	}
-	t.Fatalf("useradd gave %s no range in %s (Debian's useradd adds one when the file exists)", name, file)
-	return 0
 }
 
 // run runs berth-runtime as the user, with its state under the user's runtime dir.

@@ -57,53 +57,18 @@ func (e *Engine) rootlessDriver(dir string) (snapshot.Driver, string) {
 	if v := os.Getenv(RootlessOverlayEnv); v == "off" {
 		return snapshot.Copy, RootlessOverlayEnv + "=off"
 	}
-	release := kernelRelease()
-	cache := filepath.Join(dir, rootlessDriverFile)
-	if b, err := os.ReadFile(cache); err == nil {
-		f := strings.SplitN(strings.TrimSpace(string(b)), " ", 3)
-		if len(f) >= 2 && f[1] == release {
-			switch {
-			case f[0] == string(snapshot.Overlay):
-				return snapshot.Overlay, ""
-			case f[0] == string(snapshot.Copy) && len(f) == 3:
-				return snapshot.Copy, f[2]
-			}
-		}
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return snapshot.Copy, err.Error()
 	}
-	c, err := e.startUserNS(usernsProbeOverlay, unix.CLONE_NEWNS, []string{dir}, nil, nil)
-	if err != nil {
-		// No answer from the kernel (no user namespace, no newuidmap): nothing to keep,
-		// and containers will not start either; say why.
-		return snapshot.Copy, "probe: " + oneLine(err.Error())
-	}
-	d, why := snapshot.Overlay, ""
-	if err := c.wait(); err != nil {
-		d, why = snapshot.Copy, oneLine(err.Error())
-	}
-	line := string(d) + " " + release
-	if why != "" {
-		line += " " + why
-	}
-	// Written whole and renamed: another engine may be probing the same store.
-	tmp := fmt.Sprintf("%s.%d", cache, os.Getpid())
-	err = os.WriteFile(tmp, []byte(line+"\n"), 0o600)
-	if err == nil {
-		err = os.Rename(tmp, cache)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		e.warn("cache the rootless snapshot driver in %s: %v", cache, err)
-	}
-	return d, why
-}
-
-func kernelRelease() string {
-	var uts unix.Utsname
-	unix.Uname(&uts)
-	return unix.ByteSliceToString(uts.Release[:])
+	return snapshot.CachedProbe(filepath.Join(dir, rootlessDriverFile), func() error {
+		c, err := e.startUserNS(usernsProbeOverlay, unix.CLONE_NEWNS, []string{dir}, nil, nil)
+		if err != nil {
+			// No answer from the kernel (no user namespace, no newuidmap): nothing to
+			// keep, and containers will not start either; say why.
+			return fmt.Errorf("%w: probe: %s", snapshot.ErrNoAnswer, oneLine(err.Error()))
+		}
+		return c.wait()
+	})
 }
 
 // storageDriver is the Storage Driver `berth info` shows.

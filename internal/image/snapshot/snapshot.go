@@ -121,23 +121,54 @@ func (sn *Snapshotter) detect() Driver {
 	if d, ok := probeCache.Load(sn.dir); ok {
 		return d.(Driver)
 	}
+	d, _ := CachedProbe(filepath.Join(sn.dir, ".driver"), func() error { return probeOverlay(sn.dir) })
+	probeCache.Store(sn.dir, d)
+	return d
+}
+
+// ErrNoAnswer wraps a probe's error that says nothing about overlay (the probe could not
+// run): CachedProbe then answers Copy without keeping it.
+var ErrNoAnswer = errors.New("the overlay probe did not run")
+
+// CachedProbe answers whether overlay snapshots work here: from file, when it holds an
+// answer for the running kernel release, or else by probe (nil: overlay; an error: copy,
+// for that reason), whose answer it keeps in file ("DRIVER RELEASE[ REASON]", written whole
+// and renamed, as another process may probe the same store) unless the error wraps
+// ErrNoAnswer. A new kernel probes again. It returns the driver and, for Copy, why.
+func CachedProbe(file string, probe func() error) (Driver, string) {
 	var uts unix.Utsname
 	unix.Uname(&uts)
 	release := unix.ByteSliceToString(uts.Release[:])
-	cache := filepath.Join(sn.dir, ".driver")
-	if b, err := os.ReadFile(cache); err == nil {
-		if d, rel, ok := strings.Cut(strings.TrimSpace(string(b)), " "); ok && rel == release {
-			probeCache.Store(sn.dir, Driver(d))
-			return Driver(d)
+	if b, err := os.ReadFile(file); err == nil {
+		f := strings.SplitN(strings.TrimSpace(string(b)), " ", 3)
+		if len(f) >= 2 && f[1] == release {
+			switch {
+			case f[0] == string(Overlay):
+				return Overlay, ""
+			case f[0] == string(Copy) && len(f) == 3:
+				return Copy, f[2]
+			case f[0] == string(Copy):
+				return Copy, "overlay refused"
+			}
 		}
 	}
-	d := Copy
-	if probeOverlay(sn.dir) == nil {
-		d = Overlay
+	d, why := Overlay, ""
+	if err := probe(); err != nil {
+		d, why = Copy, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+		if errors.Is(err, ErrNoAnswer) {
+			return d, why
+		}
 	}
-	os.WriteFile(cache, []byte(string(d)+" "+release+"\n"), 0o600)
-	probeCache.Store(sn.dir, d)
-	return d
+	line := string(d) + " " + release
+	if why != "" {
+		line += " " + why
+	}
+	tmp := fmt.Sprintf("%s.%d", file, os.Getpid())
+	if err := os.WriteFile(tmp, []byte(line+"\n"), 0o600); err != nil || os.Rename(tmp, file) != nil {
+		// Not kept: the next process probes again.
+		os.Remove(tmp)
+	}
+	return d, why
 }
 
 func probeOverlay(dir string) error {

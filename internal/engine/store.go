@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berth-containers/berth/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -351,15 +352,7 @@ func writeJSON(path string, v any) error {
 }
 
 func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
-	}
-	return nil
+	return atomicfile.Write(path, b, mode)
 }
 
 // read returns the container's record and its state.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berth-containers/berth/internal/atomicfile"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -153,12 +154,7 @@ func (m *Manager) save(st *state) error {
 	if err != nil {
 		return fmt.Errorf("network: encode state: %w", err)
 	}
-	tmp := m.statePath() + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("network: write state: %w", err)
-	}
-	if err := os.Rename(tmp, m.statePath()); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(m.statePath(), data, 0o600); err != nil {
 		return fmt.Errorf("network: replace state: %w", err)
 	}
 	return nil

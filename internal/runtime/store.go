@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berth-containers/berth/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"strings"
@@ -191,15 +192,7 @@ func writeJSON(path string, v any) error {
 }
 
 func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := writeFile(tmp, b, mode, unix.O_TRUNC); err != nil {
-		return err
-	}
-	if err := unix.Rename(tmp, path); err != nil {
-		unix.Unlink(tmp)
-		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
-	}
-	return nil
+	return atomicfile.Write(path, b, mode)
 }
 
 // writeNew creates path, which must not exist, with b in it.

@@ -151,6 +151,8 @@ func (e *Engine) runtime() (*runtime.Runtime, error) {
 		if e.rt != nil {
 			e.rt.Warn = func(msg string) { e.warn("%s", msg) }
 			e.rt.Exe = e.initExe()
+			// Every container of the engine carries one of a few profiles: compiled once.
+			e.rt.SeccompCache = filepath.Join(e.Root, "cache", "seccomp")
 		}
 	})
 	return e.rt, e.rtErr

@@ -69,7 +69,7 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 	if !Alive(rec.Pid, rec.InitStartTime) {
 		return -1, fmt.Errorf("container %s: its init exited while exec was starting", id)
 	}
-	filter, err := compileSeccomp(spec.Linux.Seccomp)
+	filter, err := r.compileSeccomp(spec.Linux.Seccomp)
 	if err != nil {
 		return -1, fmt.Errorf("container %s: %w", id, err)
 	}

@@ -28,6 +28,9 @@ type Runtime struct {
 	// ExitAfterRun tells that the process exits as soon as Run returns. Run then leaves
 	// the signals it forwards routed to it rather than undoing that (see Run).
 	ExitAfterRun bool
+	// SeccompCache, if set, is a private directory where compiled seccomp profiles are
+	// kept between creates (profile_cache.go).
+	SeccompCache string
 }
 
 // New returns a Runtime for root, creating the directory if needed.

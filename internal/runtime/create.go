@@ -83,10 +83,11 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 	if err != nil {
 		return fmt.Errorf("container %s: bundle %s: %w", id, o.Bundle, err)
 	}
-	spec, rawSpec, err := o.loadSpec(bundle)
+	spec, rawSpec, pendingSpec, err := o.loadSpec(bundle)
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
+	Trace("rt spec loaded")
 	plan, err := namespaces.NewPlan(spec.Linux.Namespaces, spec.Linux.TimeOffsets)
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
@@ -103,10 +104,11 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 	if err := checkLSM(spec); err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
-	filter, err := compileSeccomp(spec.Linux.Seccomp)
+	filter, err := r.compileSeccomp(spec.Linux.Seccomp)
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
+	Trace("rt seccomp compiled")
 	cg, err := newCgroup(id, spec)
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
@@ -118,6 +120,7 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
+	Trace("rt plan compiled")
 	noteInit(r.Root, id, why)
 	rec := &Record{
 		ID:          id,
@@ -137,7 +140,8 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 	if err != nil {
 		return err
 	}
-	c := &creation{r: r, h: h, rec: rec, spec: spec, rawSpec: rawSpec, plan: plan, cg: cg, opts: o, seccomp: filter, initPlan: ip}
+	Trace("rt reserved")
+	c := &creation{r: r, h: h, rec: rec, spec: spec, rawSpec: rawSpec, pendingSpec: pendingSpec, plan: plan, cg: cg, opts: o, seccomp: filter, initPlan: ip}
 	defer func() {
 		if c.sock != nil {
 			c.sock.Close()
@@ -153,19 +157,22 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 
 // creation is one create in progress; abort undoes whatever it did.
 type creation struct {
-	r        *Runtime
-	h        *handle
-	rec      *Record
-	spec     *specs.Spec
-	rawSpec  []byte // spec as read from the bundle; nil for exec
-	plan     *namespaces.Plan
-	cg       cgroups.Manager
-	opts     CreateOpts
-	child    *child
-	sock     *os.File
-	fifo     *os.File
-	idmapped map[int]*os.File
-	seccomp  *seccompProgram
+	r       *Runtime
+	h       *handle
+	rec     *Record
+	spec    *specs.Spec
+	rawSpec []byte // spec as read from the bundle; nil for exec
+	// pendingSpec is the spec's JSON being encoded (a spec given in memory), which run
+	// stores as config.json before the create is done.
+	pendingSpec *pendingJSON
+	plan        *namespaces.Plan
+	cg          cgroups.Manager
+	opts        CreateOpts
+	child       *child
+	sock        *os.File
+	fifo        *os.File
+	idmapped    map[int]*os.File
+	seccomp     *seccompProgram
 	// initPlan is the setup the C init executes; nil runs the Go init (InitMain).
 	initPlan *initPlan
 }
@@ -174,6 +181,7 @@ func (c *creation) run() error {
 	if err := c.cg.Create(); err != nil {
 		return fmt.Errorf("cgroup: %w", err)
 	}
+	Trace("rt cgroup created")
 	fifo := c.h.path(fifoFile)
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		return fmt.Errorf("mkfifo %s: %w", fifo, err)
@@ -202,6 +210,7 @@ func (c *creation) run() error {
 	if _, err := c.spawn(ic); err != nil {
 		return err
 	}
+	Trace("rt spawned")
 	var reply initReply
 	if c.initPlan != nil {
 		if reply.Warnings, err = c.initPlan.awaitReady(c.sock); err != nil {
@@ -227,6 +236,10 @@ func (c *creation) run() error {
 	if reply.Error != "" {
 		return errors.New(reply.Error)
 	}
+	Trace("rt ready")
+	if err := c.storeSpec(); err != nil {
+		return err
+	}
 	c.rec.Creating = false
 	if err := c.h.write(c.rec); err != nil {
 		return err
@@ -237,6 +250,20 @@ func (c *creation) run() error {
 		}
 	}
 	return nil
+}
+
+// storeSpec waits for the spec's JSON, if it is still being encoded, and writes it to the
+// state directory as config.json.
+func (c *creation) storeSpec() error {
+	if c.pendingSpec == nil {
+		return nil
+	}
+	b, err := c.pendingSpec.wait()
+	if err != nil {
+		return err
+	}
+	c.pendingSpec, c.rawSpec = nil, b
+	return writeNew(c.h.path(configFile), b, 0o600)
 }
 
 // spawn starts this binary as the container's init (or an exec'd process): it passes the
@@ -321,12 +348,14 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("start init from %s: %w", c.r.exe(), err)
 	}
+	Trace("rt init started")
 	childSock.Close()
 	if !useFD {
 		if err := c.cg.AddProc(c.child.Pid); err != nil {
 			return 0, fmt.Errorf("cgroup: %w", err)
 		}
 	}
+	Trace("rt attached")
 	boot := c.plan.Bootstrap()
 	if c.initPlan != nil {
 		boot = withPlanRecord(boot)
@@ -344,6 +373,7 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 			return 0, fmt.Errorf("wait for init's first stage: %w", err)
 		}
 	}
+	Trace("rt ns stage done")
 	_, start, err := ProcStat(pid)
 	if err != nil {
 		return 0, fmt.Errorf("init %d vanished: %w", pid, err)
@@ -384,8 +414,14 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 		if _, err := c.sock.Write(c.initPlan.encode(ic.FifoFD)); err != nil {
 			return 0, fmt.Errorf("send the setup plan to init: %w", err)
 		}
-	} else if err := writeFrame(c.sock, c.wireConfig(ic)); err != nil {
-		return 0, fmt.Errorf("send configuration to init: %w", err)
+	} else {
+		wc, err := c.wireConfig(ic)
+		if err != nil {
+			return 0, err
+		}
+		if err := writeFrame(c.sock, wc); err != nil {
+			return 0, fmt.Errorf("send configuration to init: %w", err)
+		}
 	}
 	return pid, nil
 }

@@ -12,9 +12,14 @@ type initConfigWire struct {
 }
 
 // wireConfig is what spawn sends the init: ic, with the spec as read when there is one.
-func (c *creation) wireConfig(ic *initConfig) any {
-	if c.rawSpec == nil {
-		return ic
+func (c *creation) wireConfig(ic *initConfig) (any, error) {
+	if c.pendingSpec != nil {
+		if err := c.storeSpec(); err != nil {
+			return nil, err
+		}
 	}
-	return initConfigWire{initConfig: ic, Spec: c.rawSpec}
+	if c.rawSpec == nil {
+		return ic, nil
+	}
+	return initConfigWire{initConfig: ic, Spec: c.rawSpec}, nil
 }

@@ -131,7 +131,7 @@ func parseArgs(args []string) (*mon, error) {
 		return nil, argError("usage: berth-monitor BERTH-EXE CONTAINER-ID [tty] [stdin] [log-size=BYTES] [log-files=N] [client-fd=N] [spawn-fd=N]")
 	}
 	m := &mon{exe: args[0], id: args[1], logFiles: 1, consFd: -1, consConn: -1, master: -1,
-		stdinFd: -1, initFd: -1, lfd: -1, spawnFd: -1, reaped: map[int]unix.WaitStatus{}}
+		stdinFd: -1, initFd: -1, lfd: -1, spawnFd: -1, exeFd: -1, reaped: map[int]unix.WaitStatus{}}
 	m.streams[0] = stream{fd: -1, name: "stdout", typ: monitor.FrameStdout}
 	m.streams[1] = stream{fd: -1, name: "stderr", typ: monitor.FrameStderr}
 	clientFd := -1
@@ -242,6 +242,7 @@ type mon struct {
 	cleaner  *client
 	initPid  int
 	initFd   int // pidfd of the init, as a wake-up only
+	exeFd    int // the init's executable, kept open (spawnInit)
 	reaped   map[int]unix.WaitStatus
 	lastExit int
 

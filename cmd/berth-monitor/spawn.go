@@ -52,7 +52,9 @@ func (m *mon) readSpawn() {
 	}
 	defer func() {
 		for _, fd := range fds {
-			unix.Close(fd)
+			if fd >= 0 {
+				unix.Close(fd)
+			}
 		}
 	}()
 	if err != nil || n == 0 {
@@ -133,6 +135,13 @@ func (m *mon) spawnInit(msg string, fds []int) {
 		return
 	}
 	m.spawned = append(m.spawned, pid)
+	if m.exeFd < 0 {
+		// The executable is a read-only clone of berth-runtime, a detached mount that
+		// goes when its last reference does, and that waits for an RCU grace period
+		// (0.5-1 ms). Kept here, that last close is this monitor's exit rather than the
+		// init's exec of the container's program or the berth CLI's create.
+		m.exeFd, fds[0] = fds[0], -1
+	}
 	reply(append([]byte{monitor.SpawnPid}, strconv.Itoa(pid)...))
 }
 

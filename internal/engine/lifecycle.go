@@ -503,6 +503,11 @@ func waitForFile(path string, limit time.Duration) {
 // .removing-<id>, so the container is gone at once for everyone and a removal that is
 // killed halfway is finished by the next listing.
 func (e *Engine) removeLocked(l *lockedDir, c *Container, volumes bool) error {
+	return e.removeLockedSnap(l, c, volumes, true)
+}
+
+// removeLockedSnap is removeLocked; without snapshot, the caller has removed the snapshot.
+func (e *Engine) removeLockedSnap(l *lockedDir, c *Container, volumes, snapshot bool) error {
 	gone := filepath.Join(e.containersPath(), removingPfx+c.ID)
 	if err := os.Rename(l.dir, gone); err != nil {
 		return fmt.Errorf("remove container %s: %w", short(c.ID), err)
@@ -510,22 +515,26 @@ func (e *Engine) removeLocked(l *lockedDir, c *Container, volumes bool) error {
 	l.dir = gone
 	e.releaseName(c.Name, c.ID)
 	trace("remove renamed")
-	return e.finishRemoval(gone, c, volumes)
+	return e.finishRemoval(gone, c, volumes, snapshot)
 }
 
 const removingPfx = ".removing-"
 
-func (e *Engine) finishRemoval(dir string, c *Container, volumes bool) error {
+func (e *Engine) finishRemoval(dir string, c *Container, volumes, snapshot bool) error {
 	// The snapshot and the directory are removed side by side: each is a walk of
 	// unlinks that waits on the filesystem.
 	snapErr := make(chan error, 1)
-	go func() {
-		sn, err := e.snapshotter()
-		if err == nil {
-			err = sn.Remove(c.ID)
-		}
-		snapErr <- err
-	}()
+	if !snapshot {
+		snapErr <- nil
+	} else {
+		go func() {
+			sn, err := e.snapshotter()
+			if err == nil {
+				err = sn.Remove(c.ID)
+			}
+			snapErr <- err
+		}()
+	}
 	var errs []error
 	if volumes {
 		for _, m := range c.Mounts {
@@ -567,7 +576,7 @@ func (e *Engine) finishAbandonedRemoval(id string) {
 	if c.Name != "" {
 		e.releaseName(c.Name, id)
 	}
-	e.finishRemoval(dir, c, c.HostConfig.AutoRemove)
+	e.finishRemoval(dir, c, c.HostConfig.AutoRemove, true)
 }
 
 // Pause freezes every process of the container.

@@ -523,6 +523,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	if !f.detach && f.sigProxy && !f.tty {
 		proxy = startSigProxy(e, true)
 	}
+	o.StartAfter = true
 	c, err := e.Create(o)
 	if err != nil {
 		return &exitError{code: 125, err: err}

@@ -13,7 +13,7 @@ import (
 	"github.com/berth-containers/berth/internal/engine"
 	// sysmon's timer slack, but not gostart/onep's one P: teardown runs in goroutines side
 	// by side (internal/gostart's threads.c has the measurements).
-	_ "github.com/berth-containers/berth/internal/gostart"
+	"github.com/berth-containers/berth/internal/gostart"
 	_ "github.com/berth-containers/berth/internal/namespaces/nsenter"
 	"github.com/berth-containers/berth/internal/runtime"
 )
@@ -46,9 +46,15 @@ func main() {
 	if engine.IsHelper() {
 		os.Exit(engine.RunHelper())
 	}
-	if len(os.Args) > 1 && (os.Args[1] == "run" || os.Args[1] == "start") && !hasFlag(os.Args[2:], "--runtime") {
+	if len(os.Args) > 1 && os.Args[1] == "run" && !hasFlag(os.Args[2:], "--runtime") && !hasFlag(os.Args[2:], "--help") {
+		// The container's id, directory and cgroup, made while the command line is parsed
+		// (engine.BeginRun).
+		engine.BeginRun(os.Getenv("BERTH_ROOT"), gostart.CgroupWarmStarted())
+	}
+	if len(os.Args) > 1 && os.Args[1] == "start" && !hasFlag(os.Args[2:], "--runtime") && !gostart.CgroupWarmStarted() {
 		// The container's cgroup attach waits for the kernel: begin that wait before
-		// anything else (engine.WarmCgroupAttach).
+		// anything else (engine.WarmCgroupAttach). `run` begins it once its container's
+		// cgroup is made (engine.startEarlyCgroup).
 		engine.WarmCgroupAttach()
 	}
 	// The commands are built here rather than in init functions: the init and the helper
@@ -64,6 +70,7 @@ func main() {
 		register()
 	}
 	cmd, err := rootCmd.ExecuteC()
+	engine.DropBegun()
 	if err != nil {
 		printError(cmd, err)
 		os.Exit(exitCode(err))

@@ -58,7 +58,9 @@ func WarmCgroupAttach() {
 		pid := []byte(strconv.Itoa(os.Getpid()))
 		go func() {
 			// Nothing waits for it: an error only means no head start.
+			trace("warm begin")
 			f.Write(pid)
+			trace("warm end")
 			f.Close()
 		}()
 	})

@@ -40,6 +40,9 @@ type CreateOptions struct {
 	PullOutput io.Writer
 	// Ctx bounds a pull (nil: none).
 	Ctx context.Context
+	// StartAfter says the caller starts the container at once (`berth run`): its cgroup
+	// is made meanwhile (startEarlyCgroup).
+	StartAfter bool
 }
 
 // Default log rotation: Docker's json-file keeps everything unless told; berth bounds a
@@ -74,6 +77,9 @@ func (e *ImageNotFoundError) Unwrap() error { return e.Err }
 // runs yet. A create killed at any point leaves a .creating- directory that the next
 // listing removes, with the name and snapshot it had taken.
 func (e *Engine) Create(o CreateOptions) (*Container, error) {
+	// What BeginRun made for this run: used below, or dropped on the way out.
+	b := e.takeBegun()
+	defer func() { b.drop() }()
 	if o.Config.Image == "" {
 		return nil, usagef("image name is required")
 	}
@@ -96,13 +102,19 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 		return nil, err
 	}
 	trace("create begin")
+	if b != nil && !(o.StartAfter && !e.rootless && isBuiltinRuntime(hc.Runtime)) {
+		b.drop()
+		b = nil
+	}
 	img, cf, err := e.resolveImage(o)
 	trace("create image")
 	if err != nil {
 		return nil, err
 	}
-	id, err := newID()
-	if err != nil {
+	var id string
+	if b != nil {
+		id = b.id
+	} else if id, err = newID(); err != nil {
 		return nil, err
 	}
 	c := &Container{
@@ -129,16 +141,29 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 	// The directory is made under a temporary name and locked: if this process dies, the
 	// next listing finds it unlocked and undoes it.
 	tmp := filepath.Join(e.containersPath(), creatingPfx+id)
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return nil, fmt.Errorf("create container directory: %w", err)
-	}
-	df, err := os.Open(tmp)
-	if err == nil {
-		err = flock(df, unix.LOCK_EX)
-	}
-	if err != nil {
-		os.RemoveAll(tmp)
-		return nil, fmt.Errorf("lock %s: %w", tmp, err)
+	var df *os.File
+	if b != nil {
+		// Made and locked by BeginRun, with the cgroup.
+		df = b.dir
+		e.keepEarlyCgroup(id, b.cg)
+		b = nil
+	} else {
+		if err := os.Mkdir(tmp, 0o700); err != nil {
+			return nil, fmt.Errorf("create container directory: %w", err)
+		}
+		df, err = os.Open(tmp)
+		if err == nil {
+			err = flock(df, unix.LOCK_EX)
+		}
+		if err != nil {
+			os.RemoveAll(tmp)
+			return nil, fmt.Errorf("lock %s: %w", tmp, err)
+		}
+		if o.StartAfter {
+			// After the directory: a process killed from here on leaves it, and its
+			// removal (removeAbandoned) takes the cgroup too.
+			e.startEarlyCgroup(id, &hc)
+		}
 	}
 	defer df.Close()
 	ok := false
@@ -148,6 +173,7 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 		if ok {
 			return
 		}
+		e.releaseEarlyCgroup(id)
 		if claimed != "" {
 			e.releaseName(claimed, id)
 		}

@@ -49,7 +49,8 @@ type Engine struct {
 	// rootless is set when an unprivileged user runs the engine (see rootless.go).
 	rootless bool
 
-	once struct {
+	early earlyCgroups
+	once  struct {
 		images   sync.Once
 		snaps    sync.Once
 		networks sync.Once

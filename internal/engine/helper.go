@@ -168,6 +168,9 @@ func (e *Engine) startLocked(l *lockedDir, c *Container, st *State, rt ociRuntim
 
 func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, stdio [3]*os.File, link *monitorLink, monPid int) (int, error) {
 	trace("H start")
+	// A cgroup made ahead that the runtime's create did not take (a start that failed
+	// before it) goes now.
+	defer e.releaseEarlyCgroup(c.ID)
 	sn, err := e.snapshotter()
 	if err != nil {
 		return 0, err

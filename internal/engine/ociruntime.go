@@ -43,7 +43,7 @@ func (e *Engine) ociRuntime(name string) (ociRuntime, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &builtinRuntime{rt: rt}, nil
+		return &builtinRuntime{rt: rt, e: e}, nil
 	}
 	bin, err := exec.LookPath(name)
 	if err != nil {
@@ -59,13 +59,19 @@ func (e *Engine) ociRuntime(name string) (ociRuntime, error) {
 	return &execRuntime{bin: bin, root: root}, nil
 }
 
-type builtinRuntime struct{ rt *runtime.Runtime }
+type builtinRuntime struct {
+	rt *runtime.Runtime
+	e  *Engine
+}
 
 func (b *builtinRuntime) name() string { return "berth" }
 
 func (b *builtinRuntime) create(id, bundle string, stdio [3]*os.File, consoleSocket string, spawn runtime.Spawner, spec *specs.Spec) (int, error) {
-	o := runtime.CreateOpts{Bundle: bundle, Stdio: stdio, ConsoleSocket: consoleSocket, Spawn: spawn, Spec: spec}
-	if err := b.rt.Create(id, o); err != nil {
+	early := b.e.takeEarlyCgroup(id)
+	o := runtime.CreateOpts{Bundle: bundle, Stdio: stdio, ConsoleSocket: consoleSocket, Spawn: spawn, Spec: spec, Cgroup: early}
+	err := b.rt.Create(id, o)
+	early.Release() // unless the create adopted it
+	if err != nil {
 		return 0, err
 	}
 	st, err := b.rt.State(id)
@@ -84,6 +90,9 @@ func (b *builtinRuntime) kill(id string, sig unix.Signal, all bool) error {
 func (b *builtinRuntime) delete(id string, force bool) error {
 	err := b.rt.Delete(id, force)
 	if errors.Is(err, runtime.ErrNotExist) {
+		// Never created, or its create failed: a cgroup made ahead for it may be left
+		// if the process that made it died.
+		b.rt.RemoveOrphanCgroup(id)
 		return nil
 	}
 	return err

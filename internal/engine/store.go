@@ -269,6 +269,11 @@ func (e *Engine) removeAbandoned(id string) {
 			e.warn("remove the snapshot of abandoned container %s: %v", short(id), err)
 		}
 	}
+	if !e.rootless {
+		if rt, err := e.runtime(); err == nil {
+			rt.RemoveOrphanCgroup(id) // a cgroup made ahead (startEarlyCgroup)
+		}
+	}
 	os.RemoveAll(dir)
 }
 

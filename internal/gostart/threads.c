@@ -50,10 +50,13 @@ static int first_thread = 1;
 /* Defined (as 1) by package onep; a weak reference, so that without it the address is 0. */
 extern const int berth_gostart_one_p __attribute__((weak));
 
+void berth_gostart_cgroup_warmup(void); /* cgwarm.c */
+
 __attribute__((constructor)) static void berth_thread_setup(void)
 {
 	if (getenv("_BERTH_INITPIPE") != NULL)
 		return;
+	berth_gostart_cgroup_warmup();
 	int cur = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
 	/* 0 is a real-time task's (whose slack cannot change); at or above ours, nothing to do. */
 	if (cur > 0 && (unsigned long)cur < SYSMON_SLACK_NS &&

@@ -5,4 +5,9 @@
 package gostart
 
 // #cgo LDFLAGS: -Wl,--wrap=pthread_create
+// extern int berth_gostart_cgroup_warm;
 import "C"
+
+// CgroupWarmStarted tells whether this process began the cgroup attach's wait before the
+// Go runtime started (cgwarm.c), so the engine need not begin it again.
+func CgroupWarmStarted() bool { return C.berth_gostart_cgroup_warm != 0 }

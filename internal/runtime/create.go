@@ -41,6 +41,9 @@ type CreateOpts struct {
 	// read and checked by a caller that needed to look at it first (`run`, for
 	// process.terminal), so create neither reads, checks nor encodes it again.
 	SpecJSON []byte
+	// Cgroup is the container's cgroup made ahead (Runtime.EarlyCgroup), which the create
+	// adopts.
+	Cgroup *EarlyCgroup
 }
 
 // initConfig is what the parent sends the init once its namespaces exist.
@@ -178,6 +181,7 @@ type creation struct {
 }
 
 func (c *creation) run() error {
+	c.opts.Cgroup.adopt(c.cg)
 	if err := c.cg.Create(); err != nil {
 		return fmt.Errorf("cgroup: %w", err)
 	}

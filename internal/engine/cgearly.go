@@ -1,0 +1,172 @@
+package engine
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-containers/berth/internal/runtime"
+)
+
+// early holds the cgroups being made ahead of their containers' create, by id
+// (runtime.EarlyCgroup): `berth run` starts its container's cgroup as soon as it has picked
+// the id, so that the kernel's wait for cgroup_mutex passes while the image, the snapshot,
+// the monitor and the spec are made.
+type earlyCgroups struct {
+	mu sync.Mutex
+	m  map[string]*runtime.EarlyCgroup
+}
+
+// startEarlyCgroup begins the cgroup of the new container id, when the built-in runtime
+// will create it as root.
+func (e *Engine) startEarlyCgroup(id string, hc *HostConfig) {
+	if e.rootless || !isBuiltinRuntime(hc.Runtime) {
+		return
+	}
+	rt, err := e.runtime()
+	if err != nil {
+		return
+	}
+	e.keepEarlyCgroup(id, rt.EarlyCgroup(id))
+}
+
+func (e *Engine) keepEarlyCgroup(id string, ec *runtime.EarlyCgroup) {
+	if ec == nil {
+		return
+	}
+	e.early.mu.Lock()
+	if e.early.m == nil {
+		e.early.m = map[string]*runtime.EarlyCgroup{}
+	}
+	e.early.m[id] = ec
+	e.early.mu.Unlock()
+}
+
+// takeEarlyCgroup returns the cgroup made ahead for id, if any, for its create to adopt.
+func (e *Engine) takeEarlyCgroup(id string) *runtime.EarlyCgroup {
+	e.early.mu.Lock()
+	defer e.early.mu.Unlock()
+	ec := e.early.m[id]
+	delete(e.early.m, id)
+	return ec
+}
+
+// releaseEarlyCgroup removes the cgroup made ahead for id if no create took it.
+func (e *Engine) releaseEarlyCgroup(id string) {
+	e.takeEarlyCgroup(id).Release()
+}
+
+func isBuiltinRuntime(name string) bool {
+	return name == "" || name == "berth" || name == "berth-runtime"
+}
+
+// begun is what BeginRun set going for this process's `berth run`.
+var begun struct {
+	once sync.Once
+	done chan struct{}
+	run  *begunRun
+}
+
+type begunRun struct {
+	root string   // the engine root it was made in
+	id   string   // the container's id
+	tmp  string   // its .creating- directory
+	dir  *os.File // that directory, locked
+	cg   *runtime.EarlyCgroup
+}
+
+// BeginRun starts, as `berth run` begins, the work of its container's start that waits for
+// the kernel rather than for the CPU, while the command line is parsed and the image found:
+// it begins the cgroup attach's wait (WarmCgroupAttach, unless warmed: the C constructor of
+// package gostart began it already), picks the container's id, makes its (locked)
+// .creating- directory and its cgroup (whose mkdirs wait for that wait: the warm-up holds
+// cgroup_mutex through it). Create takes them over (CreateOptions.
+// StartAfter); a process killed meanwhile leaves a .creating- directory, which the next
+// listing removes with the cgroup. Only as root with the built-in runtime; root is the
+// engine root (DefaultRoot when empty).
+func BeginRun(root string, warmed bool) {
+	begun.once.Do(func() {
+		begun.done = make(chan struct{})
+		go func() {
+			defer close(begun.done)
+			trace("begin run")
+			if !warmed {
+				WarmCgroupAttach()
+			}
+			begun.run = beginRun(root)
+			trace("begun")
+		}()
+	})
+}
+
+func beginRun(root string) *begunRun {
+	if os.Geteuid() != 0 || Rootless() {
+		return nil
+	}
+	if root == "" {
+		root = DefaultRoot()
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil
+	}
+	id, err := newID()
+	if err != nil {
+		return nil
+	}
+	tmp := filepath.Join(abs, containersDir, creatingPfx+id)
+	if os.Mkdir(tmp, 0o700) != nil {
+		return nil // a new root, say: Create makes everything
+	}
+	df, err := os.Open(tmp)
+	if err == nil {
+		if err = flock(df, unix.LOCK_EX); err != nil {
+			df.Close()
+		}
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return nil
+	}
+	return &begunRun{root: abs, id: id, tmp: tmp, dir: df, cg: runtime.StartEarlyCgroup(id)}
+}
+
+// takeBegun returns what BeginRun made, if it was for this engine's root; it is then the
+// caller's to use or drop.
+func (e *Engine) takeBegun() *begunRun {
+	if begun.done == nil {
+		return nil
+	}
+	<-begun.done
+	b := begun.run
+	begun.run = nil
+	if b != nil && b.root != e.Root {
+		b.drop()
+		return nil
+	}
+	return b
+}
+
+// drop undoes what BeginRun made.
+func (b *begunRun) drop() {
+	if b == nil {
+		return
+	}
+	b.cg.Release()
+	os.Remove(b.tmp)
+	b.dir.Close()
+}
+
+// DropBegun undoes what BeginRun made if no Create took it (a command line that failed
+// to parse, say).
+func DropBegun() {
+	if begun.done == nil {
+		return
+	}
+	<-begun.done
+	b := begun.run
+	begun.run = nil
+	b.drop()
+}

@@ -549,6 +549,13 @@ func (e *Engine) finishRemoval(dir string, c *Container, volumes, snapshot bool)
 		// A scan of every allocation: only for a container that has one.
 		e.freeUserNS(c.ID)
 	}
+	if !e.rootless && isBuiltinRuntime(c.HostConfig.Runtime) {
+		// A cgroup made early for a start that never reached the runtime's create (its
+		// berth was killed): the runtime has no record of it.
+		if rt, err := e.runtime(); err == nil {
+			rt.RemoveOrphanCgroup(c.ID)
+		}
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
 	}

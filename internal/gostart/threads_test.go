@@ -8,6 +8,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	warmProbe()
 	probe.Main()
 	os.Exit(m.Run())
 }

@@ -219,6 +219,15 @@ func TestRmLeavesNothing(t *testing.T) {
 	}
 	// The name is free again.
 	h.ok("run", "--rm", "--name", "gone", "busybox", "true")
+	// An --rm container's overlay is volatile: nothing syncs its upper directory, which
+	// goes with it. A kept container's is not.
+	if out := h.ok("run", "--rm", "busybox", "grep", " / / ", "/proc/self/mountinfo"); !strings.Contains(out, "volatile") {
+		t.Errorf("the root of an --rm container is not mounted volatile: %s", out)
+	}
+	if out := h.ok("run", "--name", "kept", "busybox", "grep", " / / ", "/proc/self/mountinfo"); strings.Contains(out, "volatile") || !strings.Contains(out, "overlay") {
+		t.Errorf("the root of a kept container: %s", out)
+	}
+	h.ok("rm", "kept")
 	// --rm with -d goes too once the container exits.
 	id := strings.TrimSpace(h.ok("run", "-d", "--rm", "busybox", "true"))
 	eventually(t, 5*time.Second, "the --rm -d container to go", func() bool {
@@ -287,6 +296,7 @@ func TestRestartPolicies(t *testing.T) {
 // ps tells the truth, logs keep being written; killing the monitor does not make ps lie.
 func TestCLIKilledMidRun(t *testing.T) {
 	h := newHarness(t)
+	cgroupsBefore := berthCgroups()
 	cmd := h.cmd("run", "--name", "orphan", "busybox", "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do echo tick $i; sleep 0.2; done; exit 9")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -309,12 +319,17 @@ func TestCLIKilledMidRun(t *testing.T) {
 
 	// Killed at random points of create and start, over and over: every container that
 	// ps lists is in a state it can report, and rm -f clears everything.
-	for i := 0; i < 15; i++ {
+	// The first milliseconds, in finer steps: the id, directory and cgroup made at once.
+	for i := 0; i < 25; i++ {
 		c := h.cmd("run", "-d", "busybox", "sleep", "1000")
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(i) * 3 * time.Millisecond)
+		delay := time.Duration(i) * 3 * time.Millisecond
+		if i < 10 {
+			delay = time.Duration(i) * 500 * time.Microsecond
+		}
+		time.Sleep(delay)
 		c.Process.Kill()
 		c.Wait()
 	}
@@ -339,6 +354,33 @@ func TestCLIKilledMidRun(t *testing.T) {
 	syscall.Kill(st.Pid, syscall.SIGKILL)
 	eventually(t, 5*time.Second, "ps to see the container exited", func() bool { return h.state("lonely").Status == "exited" })
 	h.ok("rm", "lonely")
+
+	// Nothing of the killed runs is left once their containers are removed: a run killed
+	// before its container was recorded leaves a .creating- directory (and the cgroup made
+	// early for it), which a listing removes.
+	for _, id := range strings.Fields(h.ok("ps", "-aq", "--no-trunc")) {
+		h.ok("rm", "-f", id)
+	}
+	for d := range berthCgroups() {
+		if !cgroupsBefore[d] {
+			t.Errorf("cgroup left by a killed run: %s", d)
+		}
+	}
+}
+
+// berthCgroups lists the containers' cgroups under /berth in the pids hierarchy (or the
+// unified one).
+func berthCgroups() map[string]bool {
+	out := map[string]bool{}
+	for _, dir := range []string{"/sys/fs/cgroup/pids/berth", "/sys/fs/cgroup/berth"} {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if e.IsDir() {
+				out[filepath.Join(dir, e.Name())] = true
+			}
+		}
+	}
+	return out
 }
 
 // monitorOf finds the berth-monitor of a container (the parent of its init).

@@ -94,8 +94,9 @@ func checkNsModes(hc *HostConfig, cfg *ContainerConfig, rootless bool) error {
 		if hc.PidMode == "host" {
 			return usagef("--pid host is not available rootless: the host's pid namespace belongs to root's user namespace, and its /proc cannot be mounted from yours")
 		}
-		for _, m := range []struct{ flag, mode string }{{"--pid", hc.PidMode}, {"--ipc", hc.IpcMode}, {"--uts", hc.UTSMode}} {
-			if strings.HasPrefix(m.mode, "container:") || (m.mode == "host" && m.flag != "--pid") || m.mode == ipcShareable {
+		// --uts host needs nothing of root: the init just makes no UTS namespace.
+		for _, m := range []struct{ flag, mode string }{{"--pid", hc.PidMode}, {"--ipc", hc.IpcMode}} {
+			if strings.HasPrefix(m.mode, "container:") || m.mode == ipcHost || m.mode == ipcShareable {
 				return usagef("%s %s is not supported rootless yet", m.flag, m.mode)
 			}
 		}

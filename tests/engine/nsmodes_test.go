@@ -317,3 +317,31 @@ func TestLogDriver(t *testing.T) {
 		t.Errorf("%d container directories for %d containers", len(ents), len(strings.Fields(before)))
 	}
 }
+
+// Rootless: --pid host is refused with the reason, the joins and the host's or a shared
+// IPC namespace are not supported yet; --uts host, --ipc none and --log-driver none work.
+func TestNsModesRootless(t *testing.T) {
+	u := newRLUser(t, true)
+	u.importBusybox(t)
+	wantFail(t, u.berth(t, "create", "--pid", "host", "busybox"), 125, "--pid host is not available rootless")
+	for _, args := range [][]string{{"--pid", "container:x"}, {"--ipc", "container:x"}, {"--ipc", "host"}, {"--ipc", "shareable"}} {
+		wantFail(t, u.berth(t, append(append([]string{"create"}, args...), "busybox")...), 125,
+			args[0]+" "+args[1]+" is not supported rootless yet")
+	}
+	hn, _ := os.Hostname()
+	if out := u.ok(t, "run", "--rm", "--uts", "host", "busybox", "hostname"); out != hn+"\n" {
+		t.Errorf("rootless --uts host: hostname %q, want %q", out, hn)
+	}
+	// grep -c exits 1 when it counts nothing.
+	if r := u.berth(t, "run", "--rm", "--ipc", "none", "busybox", "grep", "-c", " /dev/shm ", "/proc/mounts"); r.stdout != "0\n" {
+		t.Errorf("rootless --ipc none: want no /dev/shm mount: %s", r)
+	}
+	if out := u.ok(t, "run", "--rm", "--log-driver", "none", "busybox", "echo", "hi"); out != "hi\n" {
+		t.Errorf("rootless --log-driver none: %q", out)
+	}
+	if out := u.ok(t, "ps", "-aq"); out != "" {
+		t.Errorf("containers left: %q", out)
+	}
+	u.ok(t, "rmi", "busybox")
+	checkNothingLeft(t, u, filepath.Join(u.home, ".local", "share", "berth"))
+}

@@ -142,7 +142,7 @@ func (e *Engine) resolveNsModes(l *lockedDir, c *Container) (nsModes, error) {
 		}
 	case hc.IpcMode == ipcNone:
 		m.noShm = true
-	case hc.IpcMode == ipcShareable:
+	case hc.IpcMode == ipcShareable && !ownShmMount(c):
 		dir := l.path(shmDir)
 		if err := mountShm(dir, hc.ShmSize); err != nil {
 			return m, err
@@ -178,6 +178,8 @@ func (e *Engine) joinIPC(c *Container, target string, m *nsModes) error {
 		}
 		mode := tc.HostConfig.IpcMode
 		switch {
+		case mode == ipcShareable && ownShmMount(tc):
+			return fmt.Errorf("%s: non-shareable IPC (its /dev/shm is a mount of its own)", errMsg)
 		case mode == ipcShareable:
 			dir := e.dir(tc.ID) + "/" + shmDir
 			if !isMounted(dir) {
@@ -194,6 +196,17 @@ func (e *Engine) joinIPC(c *Container, target string, m *nsModes) error {
 			return fmt.Errorf("%s: non-shareable IPC (hint: use IpcMode:shareable for the donor container)", errMsg)
 		}
 	}
+}
+
+// ownShmMount tells whether the user mounts something at /dev/shm (-v, --mount, --tmpfs):
+// that is the container's /dev/shm then, and as on Docker there is none to share.
+func ownShmMount(c *Container) bool {
+	for _, m := range c.Mounts {
+		if m.Destination == "/dev/shm" {
+			return true
+		}
+	}
+	return false
 }
 
 func nsPath(pid int, typ string) string { return "/proc/" + strconv.Itoa(pid) + "/ns/" + typ }

@@ -192,6 +192,14 @@ func TestNsModesIpc(t *testing.T) {
 	wantFail(t, h.run("run", "--rm", "--ipc", "container:stopped", "busybox", "true"), 125,
 		"can't join IPC of container stopped: container")
 	wantFail(t, h.run("create", "--ipc", "bogus", "busybox"), 125, `invalid --ipc "bogus"`)
+	// A shareable container whose /dev/shm is the user's mount has none to share (Docker's
+	// rule), and makes none.
+	h.ok("run", "-d", "--name", "own", "--ipc", "shareable", "--tmpfs", "/dev/shm", "busybox", "sleep", "1000")
+	wantFail(t, h.run("run", "--rm", "--ipc", "container:own", "busybox", "true"), 125,
+		"can't join IPC of container own: non-shareable IPC (its /dev/shm is a mount of its own)")
+	if m := mountsOf(filepath.Join(h.root, "containers", h.inspect("own", "{{.Id}}"), "shm")); m != "" {
+		t.Errorf("a shareable container with its own /dev/shm mount got the engine's too: %s", m)
+	}
 
 	// The shareable /dev/shm is the container's while it runs: gone when it stops, made
 	// anew when it starts (the harness's cleanup checks nothing stays mounted).

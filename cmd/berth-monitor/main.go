@@ -124,11 +124,11 @@ type argError string
 
 func (e argError) Error() string { return string(e) }
 
-// parseArgs reads: BERTH-EXE ID [tty] [stdin] [log-size=BYTES] [log-files=N] [client-fd=N]
-// [spawn-fd=N].
+// parseArgs reads: BERTH-EXE ID [tty] [stdin] [nolog] [log-size=BYTES] [log-files=N]
+// [client-fd=N] [spawn-fd=N].
 func parseArgs(args []string) (*mon, error) {
 	if len(args) < 2 {
-		return nil, argError("usage: berth-monitor BERTH-EXE CONTAINER-ID [tty] [stdin] [log-size=BYTES] [log-files=N] [client-fd=N] [spawn-fd=N]")
+		return nil, argError("usage: berth-monitor BERTH-EXE CONTAINER-ID [tty] [stdin] [nolog] [log-size=BYTES] [log-files=N] [client-fd=N] [spawn-fd=N]")
 	}
 	m := &mon{exe: args[0], id: args[1], logFiles: 1, consFd: -1, consConn: -1, master: -1,
 		stdinFd: -1, initFd: -1, lfd: -1, spawnFd: -1, exeFd: -1, reaped: map[int]unix.WaitStatus{}}
@@ -143,6 +143,8 @@ func parseArgs(args []string) (*mon, error) {
 			m.tty = true
 		case "stdin":
 			m.openStdin = true
+		case "nolog":
+			m.noLog = true
 		case "log-size":
 			m.logMax, err = strconv.ParseInt(v, 10, 64)
 		case "log-files":
@@ -213,6 +215,7 @@ type mon struct {
 	exe, id   string
 	tty       bool
 	openStdin bool
+	noLog     bool // --log-driver none: no log file; clients still get the output
 	logMax    int64
 	logFiles  int
 	logFd     int
@@ -258,16 +261,20 @@ func (m *mon) run() int {
 		logf("prctl PR_SET_CHILD_SUBREAPER: %s", err.Error())
 		return 1
 	}
-	fd, err := unix.Open(monitor.LogFile(m.id), unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC, 0o640)
-	if err != nil {
-		logf("open log %s: %s", monitor.LogFile(m.id), err.Error())
-		return 1
+	m.logFd = -1
+	if !m.noLog {
+		fd, err := unix.Open(monitor.LogFile(m.id), unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC, 0o640)
+		if err != nil {
+			logf("open log %s: %s", monitor.LogFile(m.id), err.Error())
+			return 1
+		}
+		m.logFd = fd
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil {
+			m.logSize = st.Size
+		}
 	}
-	m.logFd = fd
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) == nil {
-		m.logSize = st.Size
-	}
+	var err error
 	if m.lfd, err = listenUnix(monitor.AttachSocket, 16); err != nil {
 		logf("listen on %s: %s", monitor.AttachSocket, err.Error())
 		return 1
@@ -777,6 +784,9 @@ func (m *mon) readStream(i int, drain bool) {
 
 // logOutput writes complete lines to the log, keeping an unfinished one for later.
 func (m *mon) logOutput(s *stream, data []byte) {
+	if m.noLog {
+		return
+	}
 	for len(data) > 0 {
 		nl := -1
 		for j, c := range data {

@@ -32,6 +32,7 @@ type runFlags struct {
 	ulimits, devices, sysctls, capAdd, capDrop []string
 	securityOpt                                []string
 	userns, restart, stopSignal                string
+	pidMode, ipcMode, utsMode                  string
 	stopTimeout                                int
 	labels, labelFiles, addHosts, dns          []string
 	dnsSearch, dnsOptions                      []string
@@ -81,6 +82,9 @@ func (f *runFlags) add(fs *pflag.FlagSet, isRun bool) {
 	fs.BoolVar(&f.privileged, "privileged", false, "Give extended privileges to this container")
 	fs.StringArrayVar(&f.securityOpt, "security-opt", nil, "Security Options")
 	fs.StringVar(&f.userns, "userns", "", "User namespace to use (host, or auto: a range of 65536 host ids of its own)")
+	fs.StringVar(&f.pidMode, "pid", "", "PID namespace to use (host, or container:<name|id>)")
+	fs.StringVar(&f.ipcMode, "ipc", "", `IPC mode to use ("private" by default; "shareable", "host", "none", or container:<name|id>)`)
+	fs.StringVar(&f.utsMode, "uts", "", "UTS namespace to use (host)")
 	fs.BoolVar(&f.init, "init", false, "Run an init inside the container that forwards signals and reaps processes")
 	fs.StringVar(&f.restart, "restart", "no", "Restart policy to apply when a container exits")
 	fs.StringVar(&f.stopSignal, "stop-signal", "", "Signal to stop the container")
@@ -100,7 +104,7 @@ func (f *runFlags) add(fs *pflag.FlagSet, isRun bool) {
 	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "Publish a container's port(s) to the host")
 	fs.BoolVarP(&f.publishAll, "publish-all", "P", false, "Publish all exposed ports to random ports")
 	fs.StringArrayVar(&f.expose, "expose", nil, "Expose a port or a range of ports")
-	fs.StringVar(&f.logDriver, "log-driver", "", "Logging driver for the container (json-file)")
+	fs.StringVar(&f.logDriver, "log-driver", "", "Logging driver for the container (json-file or none)")
 	fs.StringArrayVar(&f.logOpts, "log-opt", nil, "Log driver options (max-size, max-file)")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "Suppress the pull output")
 }
@@ -177,6 +181,7 @@ func (f *runFlags) options(cmd *cobra.Command, args []string) (engine.CreateOpti
 	hc.ReadonlyRootfs, hc.Privileged = f.readOnly, f.privileged
 	hc.CapAdd, hc.CapDrop, hc.SecurityOpt = f.capAdd, f.capDrop, f.securityOpt
 	hc.UsernsMode, hc.Runtime = f.userns, f.runtime
+	hc.PidMode, hc.IpcMode, hc.UTSMode = f.pidMode, f.ipcMode, f.utsMode
 	hc.ExtraHosts, hc.DNS, hc.DNSSearch, hc.DNSOptions = f.addHosts, f.dns, f.dnsSearch, f.dnsOptions
 	hc.PublishAllPorts = f.publishAll
 	hc.CpusetCpus, hc.CPUShares = f.cpusetCpus, f.cpuShares

@@ -101,6 +101,9 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 	if err := checkNetworks(&hc, o.Networks, o.NetworkAliases); err != nil {
 		return nil, err
 	}
+	if err := checkNsModes(&hc, &o.Config, e.rootless); err != nil {
+		return nil, err
+	}
 	trace("create begin")
 	if b != nil && !(o.StartAfter && !e.rootless && isBuiltinRuntime(hc.Runtime)) {
 		b.drop()
@@ -416,34 +419,8 @@ func checkHostConfig(hc *HostConfig) error {
 	if hc.AutoRemove && hc.RestartPolicy.Name != "no" {
 		return usagef("Conflicting options: --restart and --rm")
 	}
-	if hc.LogConfig.Type == "" {
-		hc.LogConfig.Type = "json-file"
-	}
-	if hc.LogConfig.Type != "json-file" {
-		return usagef("logging driver %q is not supported: berth writes json-file logs", hc.LogConfig.Type)
-	}
-	if hc.LogConfig.Config == nil {
-		hc.LogConfig.Config = map[string]string{}
-	}
-	for k, v := range hc.LogConfig.Config {
-		switch k {
-		case "max-size":
-			if _, err := ParseSize(v); err != nil {
-				return usagef("invalid log option max-size %q: %v", v, err)
-			}
-		case "max-file":
-			if n, err := strconv.Atoi(v); err != nil || n < 1 {
-				return usagef("invalid log option max-file %q: must be a positive number", v)
-			}
-		default:
-			return usagef("unknown log opt '%s' for json-file log driver", k)
-		}
-	}
-	if _, ok := hc.LogConfig.Config["max-size"]; !ok {
-		hc.LogConfig.Config["max-size"] = defaultLogMaxSize
-		if _, ok := hc.LogConfig.Config["max-file"]; !ok {
-			hc.LogConfig.Config["max-file"] = defaultLogMaxFiles
-		}
+	if err := checkLogConfig(&hc.LogConfig); err != nil {
+		return err
 	}
 	if hc.MemorySwap > 0 && hc.Memory > 0 && hc.MemorySwap < hc.Memory {
 		return usagef("Minimum memoryswap limit should be larger than memory limit, see usage")

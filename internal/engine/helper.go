@@ -212,6 +212,9 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		}
 	}
 	trace("H mounted")
+	if in.Modes, err = e.resolveNsModes(l, c); err != nil {
+		return 0, err
+	}
 	var ns *NetworkState
 	var hold *nsHolder
 	if e.rootless {
@@ -231,6 +234,9 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		paths := []string{snap.Rootfs}
 		for _, f := range in.Files {
 			paths = append(paths, f)
+		}
+		if in.Modes.shm != "" {
+			paths = append(paths, in.Modes.shm)
 		}
 		for _, m := range c.Mounts {
 			if m.Type == "volume" {
@@ -360,21 +366,12 @@ func (e *Engine) setupNetwork(l *lockedDir, c *Container, st *State, in *specInp
 		in.HostNet = true
 		a.Hostname = ""
 	case network.ModeContainer:
-		tid, err := e.Resolve(target)
+		tc, tst, err := e.peer(target)
 		if err != nil {
 			return nil, fmt.Errorf("network container:%s: %w", target, err)
 		}
-		tl, err := e.lockID(tid, true)
-		if err != nil {
-			return nil, err
-		}
-		tc, terr := tl.readContainer()
-		tst, serr := tl.readState()
-		tl.unlock()
-		if terr != nil || serr != nil {
-			return nil, errors.Join(terr, serr)
-		}
-		if tst.Pid == 0 || !alive(tst.Pid, tst.PidStart) {
+		tid := tc.ID
+		if !runningInit(tst) {
 			return nil, fmt.Errorf("cannot join network of a non running container: %s", short(tid))
 		}
 		in.Hostname = tc.Config.Hostname
@@ -432,6 +429,30 @@ func (e *Engine) setupNetwork(l *lockedDir, c *Container, st *State, in *specInp
 	}
 	return ns, nil
 }
+
+// peer reads the record and the state of the container that a container:NAME mode
+// names (--network, --pid, --ipc), under a shared lock.
+func (e *Engine) peer(target string) (*Container, *State, error) {
+	tid, err := e.Resolve(target)
+	if err != nil {
+		return nil, nil, err
+	}
+	tl, err := e.lockID(tid, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	tc, terr := tl.readContainer()
+	tst, serr := tl.readState()
+	tl.unlock()
+	if terr != nil || serr != nil {
+		return nil, nil, errors.Join(terr, serr)
+	}
+	return tc, tst, nil
+}
+
+// runningInit tells whether the state's init is alive: a peer whose namespaces can be
+// joined through /proc/PID/ns.
+func runningInit(st *State) bool { return st.Pid > 0 && alive(st.Pid, st.PidStart) }
 
 func gwString(ok bool, s string) string {
 	if ok {
@@ -575,7 +596,7 @@ func (e *Engine) leftovers(l *lockedDir, c *Container, st *State) bool {
 	if st.Mounted || st.Network != nil {
 		return true
 	}
-	for _, p := range []string{l.path("netns"), filepath.Join(e.RuntimeRoot, c.ID)} {
+	for _, p := range []string{l.path("netns"), l.path(shmDir), filepath.Join(e.RuntimeRoot, c.ID)} {
 		if _, err := os.Lstat(p); err == nil {
 			return true
 		}
@@ -657,6 +678,7 @@ func (e *Engine) teardownRemoving(l *lockedDir, c *Container, st *State, rt ociR
 		// is gone the veths go with it, and Detach only has to set them down.
 		releaseNetns(l.path("netns"))
 		trace("teardown netns released")
+		releaseShm(l.path(shmDir))
 		if isNone(c) {
 			// The engine's own (setupNone): nothing of it is in the network manager.
 		} else if nets, err := e.networks(); err == nil {

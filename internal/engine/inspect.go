@@ -101,6 +101,9 @@ func (e *Engine) Doc(i *Info) *InspectDoc {
 	if d.Args == nil {
 		d.Args = []string{}
 	}
+	if noLog(c) {
+		d.LogPath = ""
+	}
 	d.State = InspectState{
 		Status: st.Status, Running: st.Status == StatusRunning || st.Status == StatusPaused,
 		Paused: st.Status == StatusPaused, Restarting: st.Status == StatusRestarting,

@@ -136,6 +136,9 @@ func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client, spawn *os.File
 	if c.Config.OpenStdin {
 		args = append(args, "stdin")
 	}
+	if noLog(c) {
+		args = append(args, "nolog")
+	}
 	if v := c.HostConfig.LogConfig.Config["max-size"]; v != "" {
 		if n, err := ParseSize(v); err == nil && n > 0 {
 			args = append(args, "log-size="+strconv.FormatInt(n, 10))

@@ -44,6 +44,13 @@ func (e *Engine) Logs(ctx context.Context, ref string, o LogOptions, fn func(Log
 		return err
 	}
 	dir := e.dir(id)
+	var c Container
+	if err := readJSON(filepath.Join(dir, recordFile), &c); err != nil {
+		return err
+	}
+	if noLog(&c) {
+		return ErrLogsNotReadable
+	}
 	name := monitor.LogFile(id)
 	var ino *os.File
 	if o.Follow {

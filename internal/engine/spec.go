@@ -44,6 +44,8 @@ type specInputs struct {
 	// LoUp asks for lo to be set up in the network namespace the runtime makes
 	// (--network none, setupNone).
 	LoUp bool
+	// Modes are --pid, --ipc and --uts as this start resolved them (nsmodes.go).
+	Modes nsModes
 }
 
 // securityOpts is --security-opt, parsed.
@@ -371,6 +373,7 @@ func (e *Engine) buildSpec(c *Container, in specInputs) (*specs.Spec, error) {
 		l.GIDMappings = []specs.LinuxIDMapping{m}
 	}
 	l.Namespaces = ns
+	in.Modes.apply(s)
 	if in.OwnNetns {
 		// Joined by path, but the container's own: `berth ns` attributes it.
 		s.Annotations[runtime.AnnotationOwnedNamespaces] = string(specs.NetworkNamespace)

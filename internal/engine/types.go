@@ -83,6 +83,9 @@ type HostConfig struct {
 	SecurityOpt     []string                 `json:"SecurityOpt"`
 	Tmpfs           map[string]string        `json:"Tmpfs,omitempty"`
 	UsernsMode      string                   `json:"UsernsMode"`
+	PidMode         string                   `json:"PidMode"`
+	IpcMode         string                   `json:"IpcMode"`
+	UTSMode         string                   `json:"UTSMode"`
 	ShmSize         int64                    `json:"ShmSize"`
 	Runtime         string                   `json:"Runtime"`
 	Memory          int64                    `json:"Memory"`
@@ -98,7 +101,7 @@ type HostConfig struct {
 	Mounts          []Mount                  `json:"Mounts,omitempty"`
 }
 
-// LogConfig is the log driver (only json-file) and its options (max-size, max-file).
+// LogConfig is the log driver (json-file or none) and its options (max-size, max-file).
 type LogConfig struct {
 	Type   string            `json:"Type"`
 	Config map[string]string `json:"Config"`

@@ -95,6 +95,9 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 	if err := checkNetworks(&hc, o.Networks, o.NetworkAliases); err != nil {
 		return nil, err
 	}
+	if err := ValidateHealthConfig(o.Config.Healthcheck); err != nil {
+		return nil, err
+	}
 	trace("create begin")
 	img, cf, err := e.resolveImage(o)
 	trace("create image")
@@ -116,6 +119,10 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 	}
 	if err := mergeImageConfig(c, o, cf.Config.Entrypoint, cf.Config.Cmd, cf.Config.Env, cf.Config.WorkingDir,
 		cf.Config.User, cf.Config.Labels, cf.Config.ExposedPorts, cf.Config.Volumes, cf.Config.StopSignal); err != nil {
+		return nil, err
+	}
+	c.Config.Healthcheck = mergeHealthConfig(o.Config.Healthcheck, cf.Config.Healthcheck)
+	if err := ValidateHealthConfig(c.Config.Healthcheck); err != nil {
 		return nil, err
 	}
 	if hc.UsernsMode == "auto" {

@@ -31,10 +31,8 @@ type healthState struct {
 	pid     int       // the running check, 0 if none
 	pidfd   int
 	devnull int
-	// argv and env of the check, made once: the checks allocate next to nothing, so the
-	// Go heap (and the monitor's RSS) stays as small as an idle monitor's; the runtime's
-	// forced collection every two minutes takes the rest.
-	argv, env []string
+	// The check's command, made once: a check allocates nothing (see forkExec).
+	args *execArgs
 }
 
 func parseHealthArg(v string) (*healthSched, bool) {
@@ -98,15 +96,12 @@ func (m *mon) healthDue() {
 		}
 		m.hc.devnull = fd
 	}
-	// Its errors go to our stderr, the monitor's log. syscall's fork, as for the init:
-	// os.StartProcess would fork once more to probe for pidfds.
-	if m.hc.argv == nil {
-		m.hc.argv = []string{"berth", "healthcheck", "run", "--from-monitor", m.id}
-		m.hc.env = append(syscall.Environ(), "GOGC=off")
+	// Its errors go to our stderr, the monitor's log.
+	if m.hc.args == nil {
+		m.hc.args = newExecArgs(m.exe, []string{"berth", "healthcheck", "run", "--from-monitor", m.id},
+			append(syscall.Environ(), "GOGC=off"))
 	}
-	pid, _, err := syscall.StartProcess(m.exe, m.hc.argv, &syscall.ProcAttr{
-		Env: m.hc.env, Files: []uintptr{uintptr(m.hc.devnull), uintptr(m.hc.devnull), 2},
-	})
+	pid, err := forkExec(m.hc.args, m.hc.devnull)
 	if err != nil {
 		logf("health check: start %s: %s", m.exe, err.Error())
 		m.healthSchedule()

@@ -76,7 +76,7 @@ func registerHealthCommands() {
 				return &exitError{code: 125, err: err}
 			}
 			_, passed, err := e.HealthcheckRun(args[0], fromMonitor)
-			if errors.Is(err, engine.HealthcheckSkipped) {
+			if errors.Is(err, engine.ErrHealthcheckSkipped) {
 				return &exitError{code: 2}
 			}
 			if err != nil {

@@ -198,13 +198,13 @@ func (e *Engine) health(dir string, c *Container, st *State) *Health {
 	return &h
 }
 
-// HealthcheckSkipped is returned by HealthcheckRun for the monitor (fromMonitor) when the
+// ErrHealthcheckSkipped is returned by HealthcheckRun for the monitor (fromMonitor) when the
 // container is paused or no longer running: no check ran, nothing was recorded.
-var HealthcheckSkipped = errors.New("health check skipped: the container is not running or is paused")
+var ErrHealthcheckSkipped = errors.New("health check skipped: the container is not running or is paused")
 
 // HealthcheckRun runs the container's check once and records its result (`berth
 // healthcheck run`, which the monitor runs at each interval). It reports whether the check
-// passed. fromMonitor makes a paused or stopped container a quiet HealthcheckSkipped.
+// passed. fromMonitor makes a paused or stopped container a quiet ErrHealthcheckSkipped.
 func (e *Engine) HealthcheckRun(ref string, fromMonitor bool) (*HealthResult, bool, error) {
 	l, err := e.lock(ref, true)
 	if err != nil {
@@ -224,7 +224,7 @@ func (e *Engine) HealthcheckRun(ref string, fromMonitor bool) (*HealthResult, bo
 		if cg, err := e.cgroupOf(c, st); err == nil {
 			if frozen, _ := cg.Frozen(); frozen {
 				if fromMonitor {
-					return nil, false, HealthcheckSkipped
+					return nil, false, ErrHealthcheckSkipped
 				}
 				return nil, false, messagef("container %s is paused, unpause it before a health check", c.Name)
 			}
@@ -232,7 +232,7 @@ func (e *Engine) HealthcheckRun(ref string, fromMonitor bool) (*HealthResult, bo
 	}
 	if !running {
 		if fromMonitor {
-			return nil, false, HealthcheckSkipped
+			return nil, false, ErrHealthcheckSkipped
 		}
 		return nil, false, messagef("container %s is not running", c.Name)
 	}

@@ -122,9 +122,6 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 		return nil, err
 	}
 	c.Config.Healthcheck = mergeHealthConfig(o.Config.Healthcheck, cf.Config.Healthcheck)
-	if err := ValidateHealthConfig(c.Config.Healthcheck); err != nil {
-		return nil, err
-	}
 	if hc.UsernsMode == "auto" {
 		m, err := e.allocUserNS(id)
 		if err != nil {

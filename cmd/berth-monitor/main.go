@@ -71,14 +71,28 @@ func holdPty() int {
 // stay in the page cache, shared with every other monitor, and fault back in if used.
 // Writable mappings are left alone: dropping those would lose their contents.
 func dropText() {
+	if textRanges == nil {
+		textRanges = readTextRanges()
+	}
+	for _, r := range textRanges {
+		unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_DONTNEED)
+	}
+}
+
+// textRanges are the read-only mappings of this binary, read once: the health check's
+// timer drops them again after every check (health.go) without allocating.
+var textRanges [][2]uintptr
+
+func readTextRanges() [][2]uintptr {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
-		return
+		return nil
 	}
 	b, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
-		return
+		return nil
 	}
+	out := [][2]uintptr{}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 6 || f[5] != exe || len(f[1]) < 2 || f[1][1] == 'w' {
@@ -93,8 +107,9 @@ func dropText() {
 		if err1 != nil || err2 != nil || end <= start {
 			continue
 		}
-		unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED)
+		out = append(out, [2]uintptr{uintptr(start), uintptr(end)})
 	}
+	return out
 }
 
 // logf writes one line to stderr, which the engine points at monitor.log. Only %s verbs:
@@ -125,13 +140,14 @@ type argError string
 func (e argError) Error() string { return string(e) }
 
 // parseArgs reads: BERTH-EXE ID [tty] [stdin] [nolog] [log-size=BYTES] [log-files=N]
-// [client-fd=N] [spawn-fd=N].
+// [client-fd=N] [spawn-fd=N] [health=INTERVAL,START-PERIOD,START-INTERVAL (nanoseconds)].
 func parseArgs(args []string) (*mon, error) {
 	if len(args) < 2 {
-		return nil, argError("usage: berth-monitor BERTH-EXE CONTAINER-ID [tty] [stdin] [nolog] [log-size=BYTES] [log-files=N] [client-fd=N] [spawn-fd=N]")
+		return nil, argError("usage: berth-monitor BERTH-EXE CONTAINER-ID [tty] [stdin] [nolog] [log-size=BYTES] [log-files=N] [client-fd=N] [spawn-fd=N] [health=INTERVAL,START-PERIOD,START-INTERVAL]")
 	}
 	m := &mon{exe: args[0], id: args[1], logFiles: 1, consFd: -1, consConn: -1, master: -1,
 		stdinFd: -1, initFd: -1, lfd: -1, spawnFd: -1, exeFd: -1, reaped: map[int]unix.WaitStatus{}}
+	m.hc.pidfd, m.hc.devnull = -1, -1
 	m.streams[0] = stream{fd: -1, name: "stdout", typ: monitor.FrameStdout}
 	m.streams[1] = stream{fd: -1, name: "stderr", typ: monitor.FrameStderr}
 	clientFd := -1
@@ -155,6 +171,11 @@ func parseArgs(args []string) (*mon, error) {
 			m.spawnFd, err = strconv.Atoi(v)
 			if err == nil {
 				unix.CloseOnExec(m.spawnFd)
+			}
+		case "health":
+			var ok bool
+			if m.hc.sched, ok = parseHealthArg(v); !ok {
+				err = argError("bad schedule")
 			}
 		default:
 			return nil, argError("unknown argument " + strconv.Quote(a))
@@ -252,6 +273,7 @@ type mon struct {
 	restartAt time.Time
 	waiting   bool      // for restartAt
 	dropAt    time.Time // when to dropText, if not zero
+	hc        healthState
 	done      bool
 	buf       [32 << 10]byte
 }
@@ -306,6 +328,9 @@ func (m *mon) run() int {
 		if m.spawnFd >= 0 {
 			add(m.spawnFd, unix.POLLIN, 'S', 0)
 		}
+		if m.hc.pidfd >= 0 {
+			add(m.hc.pidfd, unix.POLLIN, 'H', 0)
+		}
 		if m.consFd >= 0 {
 			add(m.consFd, unix.POLLIN, 'C', 0)
 		}
@@ -336,7 +361,7 @@ func (m *mon) run() int {
 		for _, t := range []struct {
 			set bool
 			at  time.Time
-		}{{m.waiting, m.restartAt}, {!m.dropAt.IsZero(), m.dropAt}} {
+		}{{m.waiting, m.restartAt}, {!m.dropAt.IsZero(), m.dropAt}, {!m.hc.at.IsZero() && m.hc.pid == 0, m.hc.at}} {
 			if !t.set {
 				continue
 			}
@@ -367,8 +392,8 @@ func (m *mon) run() int {
 					m.accept()
 				case 'h':
 					m.readHelper()
-				case 'p':
-					// The init exited; reap below.
+				case 'p', 'H':
+					// The init or the health check exited; reap below.
 				case 'S':
 					m.readSpawn()
 				case 'C':
@@ -412,6 +437,7 @@ func (m *mon) run() int {
 			m.dropAt = time.Time{}
 			dropText()
 		}
+		m.healthDue()
 		if m.waiting && !time.Now().Before(m.restartAt) {
 			m.waiting = false
 			m.startHelper(monitor.HelperRestart)
@@ -560,6 +586,8 @@ func (m *mon) reap() {
 		switch {
 		case m.h != nil && pid == m.h.pid:
 			m.h.reaped = true
+		case m.hc.pid > 0 && pid == m.hc.pid:
+			m.healthDone(ws)
 		case pid == m.initPid && m.initPid > 0:
 			m.initExited(ws)
 		case (m.spawnFd >= 0 || m.h != nil && (m.h.kind == monitor.HelperStart || m.h.kind == monitor.HelperRestart)) && len(m.reaped) < 64:
@@ -622,6 +650,7 @@ func (m *mon) helperDone() {
 // started takes over the running init; reaped holds what exited while it was started.
 func (m *mon) started(pid int, reaped map[int]unix.WaitStatus) {
 	m.initPid = pid
+	m.healthStarted()
 	m.broadcastCtl(monitor.FrameStarted, []byte(strconv.Itoa(pid)))
 	if ws, ok := reaped[pid]; ok {
 		m.initExited(ws)
@@ -654,6 +683,7 @@ func (m *mon) initExited(ws unix.WaitStatus) {
 	}
 	m.lastExit = code
 	m.initPid = 0
+	m.healthStopped()
 	if m.initFd >= 0 {
 		unix.Close(m.initFd)
 		m.initFd = -1

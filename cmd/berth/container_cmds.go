@@ -480,7 +480,7 @@ func makeRow(i *engine.Info, trunc bool) psRow {
 	}
 	return psRow{ID: id, Image: c.Config.Image, Command: strconv.Quote(cmd), CreatedAt: c.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
 		RunningFor: humanDuration(time.Since(c.Created)) + " ago", Ports: portsText(i.State), State: i.State.Status,
-		Status: statusText(i.State), Size: "0B", Names: c.Name, Labels: strings.Join(labels, ","),
+		Status: statusText(i.State) + healthText(i), Size: "0B", Names: c.Name, Labels: strings.Join(labels, ","),
 		Mounts: strings.Join(mounts, ","), Networks: strings.Join(nets, ","), labels: c.Config.Labels}
 }
 
@@ -533,6 +533,12 @@ func matchFilters(i *engine.Info, fs []psFilter) (bool, error) {
 				for _, m := range c.Mounts {
 					ok = ok || m.Name == v || m.Source == v || m.Destination == v
 				}
+			case "health":
+				match, err := healthFilter(i, v)
+				if err != nil {
+					return false, err
+				}
+				ok = ok || match
 			default:
 				return false, fmt.Errorf("invalid filter '%s'", key)
 			}

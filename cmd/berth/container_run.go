@@ -42,6 +42,7 @@ type runFlags struct {
 	logOpts                                    []string
 	detachKeys                                 string
 	sigProxy, quiet                            bool
+	health                                     healthFlags
 }
 
 func (f *runFlags) add(fs *pflag.FlagSet, isRun bool) {
@@ -107,6 +108,7 @@ func (f *runFlags) add(fs *pflag.FlagSet, isRun bool) {
 	fs.StringVar(&f.logDriver, "log-driver", "", "Logging driver for the container (json-file or none)")
 	fs.StringArrayVar(&f.logOpts, "log-opt", nil, "Log driver options (max-size, max-file)")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "Suppress the pull output")
+	f.health.add(fs)
 }
 
 // options turns the flags into the engine's create options.
@@ -150,6 +152,9 @@ func (f *runFlags) options(cmd *cobra.Command, args []string) (engine.CreateOpti
 		return o, err
 	}
 	cfg.Env = env
+	if cfg.Healthcheck, err = f.health.config(); err != nil {
+		return o, err
+	}
 	labels, err := readLabels(f.labelFiles, f.labels)
 	if err != nil {
 		return o, err

@@ -634,7 +634,7 @@ func newImportCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVarP(&changes, "change", "c", nil, "apply a Dockerfile instruction to the image (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, VOLUME, STOPSIGNAL)")
+	cmd.Flags().StringArrayVarP(&changes, "change", "c", nil, "apply a Dockerfile instruction to the image (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, VOLUME, STOPSIGNAL, HEALTHCHECK)")
 	cmd.Flags().StringVarP(&message, "message", "m", "", "set the commit message for the imported image")
 	cmd.Flags().StringVar(&platform, "platform", "", "set the platform (os/arch[/variant]) of the imported image")
 	return cmd

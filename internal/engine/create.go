@@ -104,6 +104,9 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 	if err := checkNsModes(&hc, &o.Config, e.rootless); err != nil {
 		return nil, err
 	}
+	if err := ValidateHealthConfig(o.Config.Healthcheck); err != nil {
+		return nil, err
+	}
 	trace("create begin")
 	if b != nil && !(o.StartAfter && !e.rootless && isBuiltinRuntime(hc.Runtime)) {
 		b.drop()
@@ -133,6 +136,7 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 		cf.Config.User, cf.Config.Labels, cf.Config.ExposedPorts, cf.Config.Volumes, cf.Config.StopSignal); err != nil {
 		return nil, err
 	}
+	c.Config.Healthcheck = mergeHealthConfig(o.Config.Healthcheck, cf.Config.Healthcheck)
 	if hc.UsernsMode == "auto" {
 		m, err := e.allocUserNS(id)
 		if err != nil {

@@ -29,6 +29,8 @@ type ExecOptions struct {
 	Stdio [3]*os.File
 	// ConsoleSocket receives the pty master when Tty is set.
 	ConsoleSocket string
+	// PidFile, if set, receives the process's pid once it runs (health checks use it).
+	PidFile string
 }
 
 // ExecError is an exec that could not start; Code is Docker's (126, 127).
@@ -125,7 +127,7 @@ func (e *Engine) Exec(ref string, o ExecOptions) (int, error) {
 }
 
 func (b *builtinRuntime) exec(id string, p *specs.Process, o ExecOptions) (int, error) {
-	return b.rt.Exec(id, p, runtime.ExecOpts{Stdio: o.Stdio, ConsoleSocket: o.ConsoleSocket, Detach: o.Detach})
+	return b.rt.Exec(id, p, runtime.ExecOpts{Stdio: o.Stdio, ConsoleSocket: o.ConsoleSocket, Detach: o.Detach, PidFile: o.PidFile})
 }
 
 func (x *execRuntime) exec(id string, p *specs.Process, o ExecOptions) (int, error) {
@@ -146,6 +148,9 @@ func (x *execRuntime) exec(id string, p *specs.Process, o ExecOptions) (int, err
 	args = append(args, "exec", "--process", f.Name())
 	if o.Detach {
 		args = append(args, "--detach")
+	}
+	if o.PidFile != "" {
+		args = append(args, "--pid-file", o.PidFile)
 	}
 	if o.Tty {
 		abs, err := filepath.Abs(o.ConsoleSocket)

@@ -727,7 +727,9 @@ func (e *Engine) helperExited(id string) (string, error) {
 	// An --rm container's snapshot goes during the teardown, not after it: its unmount and
 	// removal (about 2 ms) overlap the runtime's delete and the removal of the container's
 	// directory (about 1 ms each).
-	snapRemoved := e.teardownRemoving(l, c, st, rt, c.HostConfig.AutoRemove)
+	// Only in a pid namespace of its own does the init's exit end every process of the
+	// container; otherwise the runtime's delete kills the rest first.
+	snapRemoved := e.teardownRemoving(l, c, st, rt, c.HostConfig.AutoRemove && c.HostConfig.PidMode == "")
 	trace("H2 teardown")
 	ranFor := finished.Sub(st.StartedAt)
 	st.Status = StatusExited
@@ -736,7 +738,7 @@ func (e *Engine) helperExited(id string) (string, error) {
 	if c.HostConfig.AutoRemove {
 		// No record of the exit first: until the directory is renamed away below, the
 		// monitor's exit file says it, and a teardown repeated after a crash is harmless.
-		err := e.removeLockedSnap(l, c, true, false)
+		err := e.removeLockedSnap(l, c, true, c.HostConfig.PidMode != "")
 		if err = errors.Join(err, snapRemoved()); err != nil {
 			return "", err
 		}

@@ -49,6 +49,8 @@ type InspectState struct {
 	Error      string `json:"Error"`
 	StartedAt  string `json:"StartedAt"`
 	FinishedAt string `json:"FinishedAt"`
+
+	Health *Health `json:"Health,omitempty"`
 }
 
 // GraphDriver names the storage driver and its directories.
@@ -113,6 +115,7 @@ func (e *Engine) Doc(i *Info) *InspectDoc {
 	if d.State.Running {
 		d.State.Pid = st.Pid
 	}
+	d.State.Health = i.Health
 	snap := filepath.Join(e.Root, "snapshots", c.ID)
 	d.GraphDriver = GraphDriver{Name: "overlay", Data: map[string]string{
 		"MergedDir": filepath.Join(snap, "rootfs"), "UpperDir": filepath.Join(snap, "upper"), "WorkDir": filepath.Join(snap, "work")}}

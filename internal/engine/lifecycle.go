@@ -147,6 +147,7 @@ func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client, spawn *os.File
 	if v := c.HostConfig.LogConfig.Config["max-file"]; v != "" {
 		args = append(args, "log-files="+v)
 	}
+	args = append(args, healthMonitorArgs(c)...)
 	logf, err := os.OpenFile(l.path(monitor.MonitorLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return 0, 0, fmt.Errorf("container %s: %w", short(c.ID), err)

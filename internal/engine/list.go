@@ -13,6 +13,8 @@ import (
 type Info struct {
 	Container *Container
 	State     State
+	// Health is the health check's state (nil without one).
+	Health *Health
 }
 
 // Running tells whether the container's init runs (paused included).
@@ -67,7 +69,7 @@ func (e *Engine) info(id string) (*Info, error) {
 		return nil, err
 	}
 	e.live(c, st, dir)
-	return &Info{Container: c, State: *st}, nil
+	return &Info{Container: c, State: *st, Health: e.health(dir, c, st)}, nil
 }
 
 // live corrects a state that processes which died could not update: a running container

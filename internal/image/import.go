@@ -26,7 +26,7 @@ type ImportOptions struct {
 	// Ref names the new image ("" leaves it untagged).
 	Ref string
 	// Changes are Dockerfile instructions applied to the config: CMD, ENTRYPOINT, ENV,
-	// WORKDIR, USER, EXPOSE, LABEL, VOLUME, STOPSIGNAL.
+	// WORKDIR, USER, EXPOSE, LABEL, VOLUME, STOPSIGNAL, HEALTHCHECK.
 	Changes []string
 	// Message is the history comment.
 	Message string
@@ -265,6 +265,12 @@ func ApplyChange(cfg *v1.Config, change string) error {
 			}
 			cfg.ExposedPorts[p] = struct{}{}
 		}
+	case "HEALTHCHECK":
+		h, err := parseHealthcheck(rest)
+		if err != nil {
+			return bad(err.Error())
+		}
+		cfg.Healthcheck = h
 	case "VOLUME":
 		var vols []string
 		if strings.HasPrefix(rest, "[") {
@@ -284,7 +290,7 @@ func ApplyChange(cfg *v1.Config, change string) error {
 			cfg.Volumes[v] = struct{}{}
 		}
 	default:
-		return bad("only CMD, ENTRYPOINT, ENV, LABEL, WORKDIR, USER, EXPOSE, VOLUME and STOPSIGNAL can be changed")
+		return bad("only CMD, ENTRYPOINT, ENV, LABEL, WORKDIR, USER, EXPOSE, VOLUME, STOPSIGNAL and HEALTHCHECK can be changed")
 	}
 	return nil
 }

@@ -24,7 +24,7 @@ import (
 //     and a container:NAME container whose owner is gone, are detached;
 //   - a container directory without a record is removed.
 func (m *Manager) repairLocked(st *state, fw *firewall) error {
-	links, err := netlink.LinkList()
+	links, err := linkList()
 	if err != nil {
 		return fmt.Errorf("network: repair: list links: %w", err)
 	}
@@ -144,7 +144,7 @@ func (m *Manager) Repair() error {
 			owned[ep.HostVeth] = true
 		}
 	}
-	links, err := netlink.LinkList()
+	links, err := linkList()
 	if err != nil {
 		return fmt.Errorf("network: repair: list links: %w", err)
 	}
@@ -199,4 +199,15 @@ func (m *Manager) Destroy() error {
 		return fmt.Errorf("network: remove %s: %w", m.dir, err)
 	}
 	return nil
+}
+
+// linkList lists the links, again when the kernel interrupted the dump (a link came or went
+// meanwhile: netlink.ErrDumpInterrupted, whose partial list would make live veths look gone).
+func linkList() ([]netlink.Link, error) {
+	for tries := 0; ; tries++ {
+		links, err := netlink.LinkList()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || tries == 9 {
+			return links, err
+		}
+	}
 }

@@ -46,12 +46,16 @@ func main() {
 	if engine.IsHelper() {
 		os.Exit(engine.RunHelper())
 	}
+	if gostart.CgroupWarmStarted() {
+		// gostart's constructor began the cgroup attach's wait already.
+		engine.CgroupWarmed()
+	}
 	if len(os.Args) > 1 && os.Args[1] == "run" && !hasFlag(os.Args[2:], "--runtime") && !hasFlag(os.Args[2:], "--help") {
 		// The container's id, directory and cgroup, made while the command line is parsed
 		// (engine.BeginRun).
-		engine.BeginRun(os.Getenv("BERTH_ROOT"), gostart.CgroupWarmStarted())
+		engine.BeginRun(os.Getenv("BERTH_ROOT"))
 	}
-	if len(os.Args) > 1 && os.Args[1] == "start" && !hasFlag(os.Args[2:], "--runtime") && !gostart.CgroupWarmStarted() {
+	if len(os.Args) > 1 && os.Args[1] == "start" && !hasFlag(os.Args[2:], "--runtime") {
 		// The container's cgroup attach waits for the kernel: begin that wait before
 		// anything else (engine.WarmCgroupAttach). `run` begins it once its container's
 		// cgroup is made (engine.startEarlyCgroup).

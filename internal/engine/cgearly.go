@@ -79,22 +79,20 @@ type begunRun struct {
 
 // BeginRun starts, as `berth run` begins, the work of its container's start that waits for
 // the kernel rather than for the CPU, while the command line is parsed and the image found:
-// it begins the cgroup attach's wait (WarmCgroupAttach, unless warmed: the C constructor of
-// package gostart began it already), picks the container's id, makes its (locked)
+// it begins the cgroup attach's wait (WarmCgroupAttach, unless the C constructor of package
+// gostart began it already: CgroupWarmed), picks the container's id, makes its (locked)
 // .creating- directory and its cgroup (whose mkdirs wait for that wait: the warm-up holds
 // cgroup_mutex through it). Create takes them over (CreateOptions.
 // StartAfter); a process killed meanwhile leaves a .creating- directory, which the next
 // listing removes with the cgroup. Only as root with the built-in runtime; root is the
 // engine root (DefaultRoot when empty).
-func BeginRun(root string, warmed bool) {
+func BeginRun(root string) {
 	begun.once.Do(func() {
 		begun.done = make(chan struct{})
 		go func() {
 			defer close(begun.done)
 			trace("begin run")
-			if !warmed {
-				WarmCgroupAttach()
-			}
+			WarmCgroupAttach()
 			begun.run = beginRun(root)
 			trace("begun")
 		}()

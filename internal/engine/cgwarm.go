@@ -18,6 +18,12 @@ import (
 // v2 the init is born in its cgroup (CLONE_INTO_CGROUP) and nothing waits.
 var warmOnce sync.Once
 
+// CgroupWarmed records that this process began that wait before the Go runtime started
+// (package gostart): WarmCgroupAttach then does nothing. A second warm-up would hold
+// cgroup_mutex through another grace period when the first has just ended, blocking the
+// container's own cgroup.
+func CgroupWarmed() { warmOnce.Do(func() {}) }
+
 // WarmCgroupAttach starts that wait, once per process, when this process may move itself
 // (root, and a cgroup v1 hierarchy with a controller).
 func WarmCgroupAttach() {
@@ -58,9 +64,7 @@ func WarmCgroupAttach() {
 		pid := []byte(strconv.Itoa(os.Getpid()))
 		go func() {
 			// Nothing waits for it: an error only means no head start.
-			trace("warm begin")
 			f.Write(pid)
-			trace("warm end")
 			f.Close()
 		}()
 	})

@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"sync"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-containers/berth/internal/runtime"
@@ -95,6 +97,7 @@ func BeginRun(root string) {
 			WarmCgroupAttach()
 			begun.run = beginRun(root)
 			trace("begun")
+			go warmJSON()
 		}()
 	})
 }
@@ -167,4 +170,14 @@ func DropBegun() {
 	b := begun.run
 	begun.run = nil
 	b.drop()
+}
+
+// warmJSON has encoding/json build, on a core the command's start leaves idle, what the
+// run will need on its path: the encoders of the records it writes, and the field lists
+// that the decoders of the image config and the records share with them. Built on first
+// use they cost 0.2-0.4 ms of the run's own time.
+func warmJSON() {
+	for _, v := range []any{&Container{}, &State{}, &runtime.Record{}, &v1.ConfigFile{}} {
+		json.Marshal(v)
+	}
 }

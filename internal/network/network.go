@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -154,10 +153,21 @@ func DefaultRoot() string {
 	return "/var/lib/berth"
 }
 
-var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+// validName is ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$ without package regexp, whose compile at
+// package init cost every berth command (the engine imports this package).
+func validName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return s != ""
+}
 
 func checkName(kind, s string) error {
-	if len(s) > 128 || !validName.MatchString(s) {
+	if len(s) > 128 || !validName(s) {
 		return fmt.Errorf("invalid %s name %q: use letters, digits, '_', '.' and '-', starting with a letter or digit, at most 128", kind, s)
 	}
 	return nil

@@ -116,13 +116,15 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
+	late := lateCgroupJoin(plan, cg, spec)
 	ip, why, err := compileInitPlan(&planInput{id: id, bundle: bundle, rootfs: rootfsPath(spec, bundle), spec: spec,
 		noPivot: o.NoPivot, noNewKeyring: o.NoNewKeyring, consoleSocket: o.ConsoleSocket, preserveFDs: o.PreserveFDs,
 		userNS: plan.Has(specs.UserNamespace), newNet: plan.Create&unix.CLONE_NEWNET != 0,
-		newCgroup: plan.Create&unix.CLONE_NEWCGROUP != 0, cgroupPaths: cg.Paths(), seccomp: filter})
+		newCgroup: plan.Create&unix.CLONE_NEWCGROUP != 0, cgroupPaths: cg.Paths(), seccomp: filter, lateCgroup: late})
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
+	late = late && ip != nil
 	Trace("rt plan compiled")
 	noteInit(r.Root, id, why)
 	rec := &Record{
@@ -144,7 +146,7 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 		return err
 	}
 	Trace("rt reserved")
-	c := &creation{r: r, h: h, rec: rec, spec: spec, rawSpec: rawSpec, pendingSpec: pendingSpec, plan: plan, cg: cg, opts: o, seccomp: filter, initPlan: ip}
+	c := &creation{r: r, h: h, rec: rec, spec: spec, rawSpec: rawSpec, pendingSpec: pendingSpec, plan: plan, cg: cg, opts: o, seccomp: filter, initPlan: ip, lateCgroup: late}
 	defer func() {
 		if c.sock != nil {
 			c.sock.Close()
@@ -178,14 +180,48 @@ type creation struct {
 	seccomp     *seccompProgram
 	// initPlan is the setup the C init executes; nil runs the Go init (InitMain).
 	initPlan *initPlan
+	// lateCgroup: the cgroup is made, and the init moved into it, beside the init's
+	// start and its setup (lateCgroupJoin); cgroupMade delivers the making's result.
+	lateCgroup bool
+	cgroupMade chan error
+}
+
+// lateCgroupJoin tells whether the init may be moved into its cgroup while it sets up its
+// namespaces and mounts rather than before it starts. On cgroup v1 (and hybrid) the move
+// waits for an RCU grace period (several milliseconds when other containers came and went
+// moments before), and the cgroup's own mkdirs wait for cgroup_mutex behind it: done beside
+// the init's start, namespace stage and first mounts, that wait overlaps them. The init
+// waits for the move (opCgroupJoin) before its first cgroup mount, and makes its cgroup
+// namespace only then, rooted at the container's cgroup. Not on v2 (the init is born in its
+// cgroup), with a user namespace, a cgroup namespace joined by path, or hooks that run
+// while the init waits (prestart, createRuntime: they may expect it in its cgroup).
+func lateCgroupJoin(plan *namespaces.Plan, cg cgroups.Manager, spec *specs.Spec) bool {
+	if cg.Layout() == cgroups.Unified || len(cg.Paths()) == 0 || plan.Has(specs.UserNamespace) {
+		return false
+	}
+	for _, j := range plan.Join {
+		if j.Type.Flag == unix.CLONE_NEWCGROUP {
+			return false
+		}
+	}
+	//lint:ignore SA1019 deprecated in the spec, but clients still send prestart hooks
+	return spec.Hooks == nil || len(spec.Hooks.Prestart) == 0 && len(spec.Hooks.CreateRuntime) == 0
 }
 
 func (c *creation) run() error {
-	c.opts.Cgroup.adopt(c.cg)
-	if err := c.cg.Create(); err != nil {
-		return fmt.Errorf("cgroup: %w", err)
+	if c.lateCgroup {
+		c.cgroupMade = make(chan error, 1)
+		go func() {
+			c.opts.Cgroup.adopt(c.cg)
+			c.cgroupMade <- c.cg.Create()
+		}()
+	} else {
+		c.opts.Cgroup.adopt(c.cg)
+		if err := c.cg.Create(); err != nil {
+			return fmt.Errorf("cgroup: %w", err)
+		}
+		Trace("rt cgroup created")
 	}
-	Trace("rt cgroup created")
 	fifo := c.h.path(fifoFile)
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		return fmt.Errorf("mkfifo %s: %w", fifo, err)
@@ -253,6 +289,28 @@ func (c *creation) run() error {
 			return fmt.Errorf("--pid-file: %w", err)
 		}
 	}
+	return nil
+}
+
+// joinCgroup waits for the cgroup, moves the init (pid) into it and tells the init, which
+// waits for that in its plan (opCgroupJoin).
+func (c *creation) joinCgroup(pid int) error {
+	err := <-c.cgroupMade
+	c.cgroupMade = nil
+	if err != nil {
+		return fmt.Errorf("cgroup: %w", err)
+	}
+	Trace("rt cgroup created")
+	// An init that failed meanwhile (a refused mount, say) has exited with its report on
+	// the socket, which the caller reads next: that, not the move, is the error.
+	if err := c.cg.AddProc(pid); err != nil {
+		if st, _, serr := ProcStat(pid); serr != nil || st == 'Z' || st == 'X' {
+			return nil
+		}
+		return fmt.Errorf("cgroup: %w", err)
+	}
+	Trace("rt attached")
+	c.sock.Write([]byte{'a'}) // a failure is the init's exit: see above
 	return nil
 }
 
@@ -354,13 +412,20 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 	}
 	Trace("rt init started")
 	childSock.Close()
-	if !useFD {
+	if !useFD && !c.lateCgroup {
 		if err := c.cg.AddProc(c.child.Pid); err != nil {
 			return 0, fmt.Errorf("cgroup: %w", err)
 		}
+		Trace("rt attached")
 	}
-	Trace("rt attached")
-	boot := c.plan.Bootstrap()
+	bplan := c.plan
+	if c.lateCgroup && bplan.Create&unix.CLONE_NEWCGROUP != 0 {
+		// The plan makes it, once the init is in its cgroup (opCgroupJoin).
+		late := *bplan
+		late.Create &^= unix.CLONE_NEWCGROUP
+		bplan = &late
+	}
+	boot := bplan.Bootstrap()
 	if c.initPlan != nil {
 		boot = withPlanRecord(boot)
 	}
@@ -417,6 +482,11 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 	if c.initPlan != nil {
 		if _, err := c.sock.Write(c.initPlan.encode(ic.FifoFD)); err != nil {
 			return 0, fmt.Errorf("send the setup plan to init: %w", err)
+		}
+		if c.lateCgroup {
+			if err := c.joinCgroup(pid); err != nil {
+				return 0, err
+			}
 		}
 	} else {
 		wc, err := c.wireConfig(ic)
@@ -569,6 +639,9 @@ func dialConsole(path string) (*os.File, error) {
 
 // abort undoes a failed create: the processes, the cgroup and the record.
 func (c *creation) abort() {
+	if c.cgroupMade != nil {
+		<-c.cgroupMade // still being made: then removed below
+	}
 	if c.rec.Pid > 0 {
 		if fd, err := pidfd(c.rec.Pid, c.rec.InitStartTime); err == nil {
 			unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)

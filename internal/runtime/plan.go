@@ -55,6 +55,7 @@ const (
 	opReady       = 26 //
 	opWait        = 27 // ints: fd
 	opExec        = 28 // ints: argc; strs: argv..., env...
+	opCgroupJoin  = 29 // ints: unshare (1: a new cgroup namespace)
 )
 
 // opMount target kinds and flags.
@@ -86,6 +87,8 @@ type initPlan struct {
 	warnings []string // known before the init runs (capabilities this kernel lacks)
 	args0    string
 	path     string // the PATH the program is looked up on
+	// cgroupJoined: opCgroupJoin is in the plan (planInput.lateCgroup).
+	cgroupJoined bool
 }
 
 // planInput is what compileInitPlan needs besides the spec.
@@ -101,6 +104,10 @@ type planInput struct {
 	cgroupPaths        map[string]string
 	seccomp            *seccompProgram
 	overlay            string // overlay mount data for the rootfs (AnnotationRootfsOverlay)
+	// lateCgroup: the runtime moves the init into its cgroup while the init sets up its
+	// mounts, and the plan waits for that (opCgroupJoin) before the first cgroup mount, or
+	// before pivot_root; the cgroup namespace is made there too (see lateCgroupJoin).
+	lateCgroup bool
 }
 
 // planFallback tells why a container needs the Go init, or "" when the C init can do it all.
@@ -243,6 +250,7 @@ func (p *initPlan) rootfs(in *planInput) error {
 	if spec.Root.Readonly {
 		p.add(opRemount, []uint64{unix.MS_RDONLY}, []string{"/"}, "make root read-only")
 	}
+	p.cgroupJoin(in)
 	p.add(opPivot, nil, nil, "pivot_root into "+in.rootfs)
 	if prop&unix.MS_SHARED != 0 {
 		p.add(opMountHost, []uint64{uint64(prop)}, []string{"", "/", "", ""}, "make / "+rootfs.PropagationName(prop))
@@ -317,10 +325,24 @@ func (p *initPlan) propagate(dest string, props []uintptr, what string) {
 	}
 }
 
+// cgroupJoin adds, once, the wait for the runtime's move of the init into its cgroup.
+func (p *initPlan) cgroupJoin(in *planInput) {
+	if !in.lateCgroup || p.cgroupJoined {
+		return
+	}
+	p.cgroupJoined = true
+	if in.newCgroup {
+		p.add(opCgroupJoin, []uint64{1}, nil, "wait to be in the container's cgroup; unshare the cgroup namespace")
+		return
+	}
+	p.add(opCgroupJoin, []uint64{0}, nil, "wait to be in the container's cgroup")
+}
+
 // cgroup compiles rootfs's mountCgroup: with a cgroup namespace of its own the hierarchies
 // are mounted afresh, otherwise (or if that fails) the container's directories are bound;
 // on v1 the view is a tmpfs with one directory per hierarchy.
 func (p *initPlan) cgroup(in *planInput, dest string, flags uintptr, what string) {
+	p.cgroupJoin(in)
 	paths := in.cgroupPaths
 	if v2, ok := paths[""]; ok && len(paths) == 1 {
 		if in.newCgroup {

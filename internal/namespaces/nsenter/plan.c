@@ -27,6 +27,7 @@
 #include <linux/filter.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -78,7 +79,8 @@ enum {
 	OP_READY = 26,
 	OP_WAIT = 27,       /* ints: fd of exec.fifo */
 	OP_EXEC = 28,       /* ints: argc; strs: argv..., env... */
-	OP_MAX = 28
+	OP_CGROUP_JOIN = 29, /* ints: unshare (1: a cgroup namespace of its own) */
+	OP_MAX = 29
 };
 
 /* OP_MOUNT target kinds. */
@@ -806,6 +808,20 @@ static void run(struct op *ops, uint32_t n)
 			break;
 		case OP_WAIT: do_wait(o); break;
 		case OP_EXEC: do_exec(o); break;
+		case OP_CGROUP_JOIN:
+			/*
+			 * The runtime moves the init into the container's cgroup while the init
+			 * sets up what comes before (on cgroup v1 the move waits for an RCU grace
+			 * period), and says 'a' when it is done; the runtime gone, the read ends
+			 * the init. The cgroup namespace, rooted at the cgroup the process is in
+			 * when it is made, comes after.
+			 */
+			sock_readall(sock, &tag, 1);
+			if (tag != 'a')
+				fail(EPROTO, "the runtime did not place the init in its cgroup");
+			if (get(o, 0) && unshare(CLONE_NEWCGROUP) < 0)
+				fail(errno, "unshare the cgroup namespace");
+			break;
 		}
 	}
 	cur_op = -1;
@@ -824,7 +840,7 @@ static const struct {
 	[OP_LOOKPATH] = {0, 2}, [OP_CLOSE_RANGE] = {1, 0}, [OP_CHDIR] = {1, 1},
 	[OP_SECCOMP] = {1, 1}, [OP_CAPBSET] = {2, 0}, [OP_SETUSER] = {-3, 0},
 	[OP_CAPSET] = {3, 0}, [OP_AMBIENT] = {2, 0}, [OP_NNP] = {0, 0}, [OP_READY] = {0, 0},
-	[OP_WAIT] = {1, 0}, [OP_EXEC] = {1, -1},
+	[OP_WAIT] = {1, 0}, [OP_EXEC] = {1, -1}, [OP_CGROUP_JOIN] = {1, 0},
 };
 
 static uint32_t u32(const char *p)

@@ -65,6 +65,12 @@ func TestBadInputs(t *testing.T) {
 			b.save(t)
 		}, []string{"RLIMIT_BOGUS"}},
 		{"terminal-no-socket", func(t *testing.T, b *bundle) { b.Spec.Process.Terminal = true; b.save(t) }, []string{"console-socket"}},
+		// The cgroup is made while the init starts (on v1): its failure still fails the
+		// create, named, with nothing left.
+		{"bad-cpuset", func(t *testing.T, b *bundle) {
+			b.Spec.Linux.Resources = &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "4095"}}
+			b.save(t)
+		}, []string{"cpuset.cpus", "4095"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

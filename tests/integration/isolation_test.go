@@ -82,6 +82,9 @@ func TestNamespacesDifferExactlyForTypesAsked(t *testing.T) {
 		"mount-only":   {specs.MountNamespace},
 		"pid-mnt-uts":  {specs.PIDNamespace, specs.MountNamespace, specs.UTSNamespace},
 		"net-ipc-time": {specs.MountNamespace, specs.NetworkNamespace, specs.IPCNamespace, specs.TimeNamespace},
+		// Without a user namespace, the init makes its cgroup namespace once it is in its
+		// cgroup (late in its setup, on cgroup v1).
+		"cgroup-pid": {specs.MountNamespace, specs.CgroupNamespace, specs.PIDNamespace},
 		"all":          {specs.PIDNamespace, specs.NetworkNamespace, specs.MountNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.UserNamespace, specs.CgroupNamespace, specs.TimeNamespace},
 	}
 	for name, types := range cases {

@@ -172,7 +172,11 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 			e.startEarlyCgroup(id, &hc)
 		}
 	}
-	defer df.Close()
+	defer func() {
+		if df != nil {
+			df.Close()
+		}
+	}()
 	ok := false
 	var claimed string
 	var anon []string
@@ -248,6 +252,12 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 		return nil, fmt.Errorf("create container: rename %s: %w", tmp, err)
 	}
 	ok = true
+	if o.StartAfter {
+		// Start takes the container as made, still locked: nobody could have changed it.
+		e.created = &lockedDir{id: id, dir: e.dir(id), f: df}
+		e.createdC = c
+		df = nil
+	}
 	return c, nil
 }
 

@@ -50,7 +50,11 @@ type Engine struct {
 	rootless bool
 
 	early earlyCgroups
-	once  struct {
+	// created is the container this process's Create just made for an immediate Start
+	// (CreateOptions.StartAfter), still locked, with its record.
+	created  *lockedDir
+	createdC *Container
+	once     struct {
 		images   sync.Once
 		snaps    sync.Once
 		networks sync.Once

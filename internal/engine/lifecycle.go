@@ -24,6 +24,21 @@ import (
 // reads the start result from it; otherwise Start waits for the result and returns a nil
 // session. Starting a running container does nothing.
 func (e *Engine) Start(ref string, want byte) (*Session, error) {
+	if l := e.created; l != nil {
+		c := e.createdC
+		e.created, e.createdC = nil, nil
+		if ref == l.id {
+			// Made by this process's Create a moment ago and locked since: its record is
+			// in hand and it has never run.
+			rt, err := e.ociRuntime(c.HostConfig.Runtime)
+			if err == nil {
+				if _, ok := rt.(*builtinRuntime); ok {
+					return e.startHere(l, c, &State{Status: StatusCreated}, rt, want)
+				}
+			}
+		}
+		l.unlock()
+	}
 	l, err := e.lock(ref, false)
 	if err != nil {
 		return nil, err

@@ -194,14 +194,6 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 	if err := e.populateVolumesOf(c, snap); err != nil {
 		return 0, err
 	}
-	if link != nil {
-		// Started beside the mount (startHere).
-		mpid, mstart, err := link.spawned()
-		if err != nil {
-			return 0, err
-		}
-		st.MonitorPid, st.MonitorStart, monPid = mpid, mstart, mpid
-	}
 	// Recorded before anything else is made, so that a helper killed from here on leaves
 	// a record that says what to undo.
 	st.Runtime = rt.name()

@@ -34,48 +34,37 @@ func (e *Engine) startHere(l *lockedDir, c *Container, st *State, rt ociRuntime,
 		if conn, theirs, err = socketpair(); err != nil {
 			return nil, err
 		}
+		defer theirs.Close()
 	}
 	link, linkTheirs, err := newMonitorLink()
 	if err != nil {
 		if conn != nil {
 			conn.Close()
-			theirs.Close()
 		}
 		return nil, err
 	}
 	defer link.close()
-	// The monitor's fork and exec (0.3-0.4 ms of this thread, a vfork) go beside the
-	// session's start and the snapshot's mount; startRun waits for them before it
-	// records anything (monitorLink.spawned).
 	trace("start spawn")
-	link.spawnDone = make(chan struct{})
-	go func() {
-		defer close(link.spawnDone)
-		link.monPid, link.monStart, link.spawnErr = e.spawnMonitor(l, c, theirs, linkTheirs)
-		trace("start spawned")
-		linkTheirs.Close()
-		if theirs != nil {
-			theirs.Close()
+	mpid, mstart, err := e.spawnMonitor(l, c, theirs, linkTheirs)
+	trace("start spawned")
+	linkTheirs.Close()
+	if err != nil {
+		if conn != nil {
+			conn.Close()
 		}
-	}()
+		return nil, err
+	}
+	st.MonitorPid, st.MonitorStart = mpid, mstart
 	st.ManualStop = false
 	var s *Session
 	if conn != nil {
 		if s, err = newSession(c.ID, conn, want); err != nil {
-			if _, _, serr := link.spawned(); serr == nil {
-				link.send(monitor.SpawnFailed, "125 "+oneLine(err.Error()))
-			}
+			link.send(monitor.SpawnFailed, "125 "+oneLine(err.Error()))
 			return nil, err
 		}
 	}
-	pid, err := e.startLocked(l, c, st, rt, [3]*os.File{}, link, 0)
+	pid, err := e.startLocked(l, c, st, rt, [3]*os.File{}, link, mpid)
 	if err != nil {
-		if _, _, serr := link.spawned(); serr != nil {
-			if s != nil {
-				s.Close()
-			}
-			return nil, serr
-		}
 		code, msg := StartErrorCode(err), oneLine(err.Error())
 		link.send(monitor.SpawnFailed, strconv.Itoa(code)+" "+msg)
 		if s != nil {
@@ -151,20 +140,6 @@ type monitorLink struct {
 	fd    int
 	ready bool
 	buf   [4096]byte
-	// The monitor's start, which runs on another goroutine (startHere): its pid and start
-	// time once spawnDone is closed.
-	spawnDone chan struct{}
-	monPid    int
-	monStart  uint64
-	spawnErr  error
-}
-
-// spawned waits for the monitor's fork and exec and returns its pid and start time.
-func (ml *monitorLink) spawned() (int, uint64, error) {
-	if ml.spawnDone != nil {
-		<-ml.spawnDone
-	}
-	return ml.monPid, ml.monStart, ml.spawnErr
 }
 
 func newMonitorLink() (*monitorLink, *os.File, error) {

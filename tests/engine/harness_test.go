@@ -43,12 +43,21 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	berthBin = filepath.Join(dir, "berth")
 	code := 1
+	cgroupsBefore := berthCgroups()
 	if err := build(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	} else {
 		code = m.Run()
 	}
 	os.RemoveAll(dir)
+	// No container cgroup is left behind by any test, including those whose ids no test
+	// saw (a create that failed, a run killed before its record existed).
+	for d := range berthCgroups() {
+		if !cgroupsBefore[d] {
+			fmt.Fprintf(os.Stderr, "cgroup left by the tests: %s\n", d)
+			code = 1
+		}
+	}
 	// The runtime's parent cgroup (/berth) once the tests' containers are gone; rmdir
 	// refuses one that still has children.
 	parents, _ := filepath.Glob("/sys/fs/cgroup/*/berth")

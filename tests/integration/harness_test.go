@@ -53,6 +53,7 @@ func TestMain(m *testing.M) {
 	initLog.Close()
 	os.Setenv("BERTH_INIT_LOG", initLog.Name())
 	defer os.Remove(initLog.Name())
+	cgroupsBefore := containerCgroups()
 	if os.Getenv("BERTH_TEST_PREBUILT") != "" {
 		// The cgroup v2 lane's VM has no Go toolchain: the binaries are on its PATH.
 		var err1, err2 error
@@ -81,9 +82,29 @@ func TestMain(m *testing.M) {
 		code = m.Run()
 		os.RemoveAll(dir)
 	}
+	// No container cgroup is left behind by any test, failed creates included.
+	for d := range containerCgroups() {
+		if !cgroupsBefore[d] {
+			fmt.Fprintf(os.Stderr, "cgroup left by the tests: %s\n", d)
+			code = 1
+		}
+	}
 	removeEmptyCgroupParents()
 	os.Remove(initLog.Name())
 	os.Exit(code)
+}
+
+// containerCgroups lists the containers' cgroups under /berth in every hierarchy.
+func containerCgroups() map[string]bool {
+	out := map[string]bool{}
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/berth/*")
+	more, _ := filepath.Glob("/sys/fs/cgroup/berth/*")
+	for _, d := range append(dirs, more...) {
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			out[d] = true
+		}
+	}
+	return out
 }
 
 // removeEmptyCgroupParents removes the runtime's parent cgroup (/berth in each hierarchy)

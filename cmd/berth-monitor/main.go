@@ -42,12 +42,58 @@ func main() {
 	// The engine starts us with GOMAXPROCS=1 (one poll loop needs one P, and fewer Ps
 	// mean fewer threads and less memory); the helpers must not inherit it.
 	os.Unsetenv("GOMAXPROCS")
-	m, err := parseArgs(os.Args[1:])
+	args := os.Args[1:]
+	if len(args) > 2 && args[2] == monitor.LateArgs {
+		var ok bool
+		if args, ok = lateArgs(args); !ok {
+			os.Exit(0) // berth gave the start up before it began
+		}
+	}
+	m, err := parseArgs(args)
 	if err != nil {
 		logf("berth-monitor: %s", err.Error())
 		os.Exit(2)
 	}
 	os.Exit(m.run())
+}
+
+// lateArgs reads the rest of the command line of a monitor started before berth knew the
+// container's options: EXE ID later spawn-fd=N client-fd=M, then a SpawnArgs packet on N
+// with the arguments after the id. A client-fd they do not name is closed. ok is false
+// when berth closed the socket instead.
+func lateArgs(args []string) ([]string, bool) {
+	fds := map[string]int{}
+	for _, a := range args[3:] {
+		if k, v, found := strings.Cut(a, "="); found {
+			if n, err := strconv.Atoi(v); err == nil {
+				fds[k] = n
+			}
+		}
+	}
+	spawn, ok := fds["spawn-fd"]
+	if !ok {
+		return nil, false
+	}
+	var buf [4096]byte
+	n, err := unix.Read(spawn, buf[:])
+	for err == unix.EINTR {
+		n, err = unix.Read(spawn, buf[:])
+	}
+	if err != nil || n < 1 || buf[0] != monitor.SpawnArgs {
+		return nil, false
+	}
+	out := append([]string{}, args[:2]...)
+	usesClient := false
+	if n > 1 {
+		for _, a := range strings.Split(string(buf[1:n]), "\x00") {
+			usesClient = usesClient || strings.HasPrefix(a, "client-fd=")
+			out = append(out, a)
+		}
+	}
+	if c, ok := fds["client-fd"]; ok && !usesClient {
+		unix.Close(c)
+	}
+	return out, true
 }
 
 // holdPty keeps the pty master on descriptor 3 open, so that the terminal of an `exec

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-containers/berth/internal/engine/monitor"
 	"github.com/berth-containers/berth/internal/runtime"
 )
 
@@ -77,6 +79,25 @@ type begunRun struct {
 	tmp  string   // its .creating- directory
 	dir  *os.File // that directory, locked
 	cg   *runtime.EarlyCgroup
+	mon  *preMonitor
+}
+
+// preMonitor is a container's berth-monitor started by BeginRun, waiting for the rest of
+// its arguments (monitor.LateArgs): its start (a fork and exec here, the Go runtime's start
+// there) overlaps the command's own instead of following the container's creation.
+type preMonitor struct {
+	link       *monitorLink
+	client     net.Conn // our end of its client-fd (a session, if the run attaches)
+	pid        int
+	start      uint64
+}
+
+// close makes the monitor give up (it reads end of file where it waits for its arguments).
+func (p *preMonitor) close() {
+	if p != nil {
+		p.link.close()
+		p.client.Close()
+	}
 }
 
 // BeginRun starts, as `berth run` begins, the work of its container's start that waits for
@@ -131,7 +152,37 @@ func beginRun(root string) *begunRun {
 		os.Remove(tmp)
 		return nil
 	}
-	return &begunRun{root: abs, id: id, tmp: tmp, dir: df, cg: runtime.StartEarlyCgroup(id)}
+	b := &begunRun{root: abs, id: id, tmp: tmp, dir: df, cg: runtime.StartEarlyCgroup(id)}
+	b.mon = preSpawnMonitor(abs, tmp, id)
+	return b
+}
+
+// preSpawnMonitor starts the container's monitor in its .creating- directory (its working
+// directory stays the container's once renamed), to be given its arguments at the start.
+func preSpawnMonitor(root, dir, id string) *preMonitor {
+	rroot, err := filepath.Abs(DefaultRuntimeRoot())
+	if err != nil {
+		return nil
+	}
+	e := &Engine{Root: root, RuntimeRoot: rroot}
+	link, linkTheirs, err := newMonitorLink()
+	if err != nil {
+		return nil
+	}
+	defer linkTheirs.Close()
+	conn, theirs, err := socketpair()
+	if err != nil {
+		link.close()
+		return nil
+	}
+	defer theirs.Close()
+	pid, start, err := e.startMonitor(dir, id, []string{monitor.LateArgs, "spawn-fd=3", "client-fd=4"}, []*os.File{linkTheirs, theirs})
+	if err != nil {
+		link.close()
+		conn.Close()
+		return nil
+	}
+	return &preMonitor{link: link, client: conn, pid: pid, start: start}
 }
 
 // takeBegun returns what BeginRun made, if it was for this engine's root; it is then the
@@ -155,8 +206,9 @@ func (b *begunRun) drop() {
 	if b == nil {
 		return
 	}
+	b.mon.close()
 	b.cg.Release()
-	os.Remove(b.tmp)
+	os.RemoveAll(b.tmp)
 	b.dir.Close()
 }
 

@@ -149,10 +149,12 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 	// next listing finds it unlocked and undoes it.
 	tmp := filepath.Join(e.containersPath(), creatingPfx+id)
 	var df *os.File
+	var preMon *preMonitor
 	if b != nil {
-		// Made and locked by BeginRun, with the cgroup.
+		// Made and locked by BeginRun, with the cgroup and the monitor.
 		df = b.dir
 		e.keepEarlyCgroup(id, b.cg)
+		preMon = b.mon
 		b = nil
 	} else {
 		if err := os.Mkdir(tmp, 0o700); err != nil {
@@ -185,6 +187,7 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 			return
 		}
 		e.releaseEarlyCgroup(id)
+		preMon.close()
 		if claimed != "" {
 			e.releaseName(claimed, id)
 		}
@@ -255,8 +258,10 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 	if o.StartAfter {
 		// Start takes the container as made, still locked: nobody could have changed it.
 		e.created = &lockedDir{id: id, dir: e.dir(id), f: df}
-		e.createdC = c
+		e.createdC, e.createdMon = c, preMon
 		df = nil
+	} else {
+		preMon.close()
 	}
 	return c, nil
 }

@@ -52,8 +52,11 @@ type Engine struct {
 	early earlyCgroups
 	// created is the container this process's Create just made for an immediate Start
 	// (CreateOptions.StartAfter), still locked, with its record.
-	created  *lockedDir
-	createdC *Container
+	created    *lockedDir
+	createdC   *Container
+	createdMon *preMonitor
+	// preMon is that container's monitor, for startHere.
+	preMon *preMonitor
 	once     struct {
 		images   sync.Once
 		snaps    sync.Once

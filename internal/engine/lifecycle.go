@@ -25,18 +25,20 @@ import (
 // session. Starting a running container does nothing.
 func (e *Engine) Start(ref string, want byte) (*Session, error) {
 	if l := e.created; l != nil {
-		c := e.createdC
-		e.created, e.createdC = nil, nil
+		c, pm := e.createdC, e.createdMon
+		e.created, e.createdC, e.createdMon = nil, nil, nil
 		if ref == l.id {
 			// Made by this process's Create a moment ago and locked since: its record is
 			// in hand and it has never run.
 			rt, err := e.ociRuntime(c.HostConfig.Runtime)
 			if err == nil {
 				if _, ok := rt.(*builtinRuntime); ok {
+					e.preMon = pm
 					return e.startHere(l, c, &State{Status: StatusCreated}, rt, want)
 				}
 			}
 		}
+		pm.close()
 		l.unlock()
 	}
 	l, err := e.lock(ref, false)
@@ -136,15 +138,26 @@ func (e *Engine) Start(ref string, want byte) (*Session, error) {
 // its end of the client connection and of the spawn socket (each if not nil) as
 // descriptors 3 and on.
 func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client, spawn *os.File) (int, uint64, error) {
-	mon, err := e.monitorExe()
-	if err != nil {
-		return 0, 0, err
+	args := monitorArgs(c)
+	files := []*os.File{}
+	if client != nil {
+		args = append(args, "client-fd="+strconv.Itoa(3+len(files)))
+		files = append(files, client)
 	}
-	self, err := e.exe()
-	if err != nil {
-		return 0, 0, err
+	if spawn != nil {
+		args = append(args, "spawn-fd="+strconv.Itoa(3+len(files)))
+		files = append(files, spawn)
 	}
-	args := []string{"berth-monitor", self, c.ID}
+	pid, start, err := e.startMonitor(l.dir, c.ID, args, files)
+	if err != nil {
+		return 0, 0, fmt.Errorf("container %s: %w", short(c.ID), err)
+	}
+	return pid, start, nil
+}
+
+// monitorArgs are the container's options on a monitor's command line, after the id.
+func monitorArgs(c *Container) []string {
+	var args []string
 	if c.Config.Tty {
 		args = append(args, "tty")
 	}
@@ -162,10 +175,23 @@ func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client, spawn *os.File
 	if v := c.HostConfig.LogConfig.Config["max-file"]; v != "" {
 		args = append(args, "log-files="+v)
 	}
-	args = append(args, healthMonitorArgs(c)...)
-	logf, err := os.OpenFile(l.path(monitor.MonitorLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	return append(args, healthMonitorArgs(c)...)
+}
+
+// startMonitor starts berth-monitor for container id in dir, with args after the id and
+// files as its descriptors from 3 on.
+func (e *Engine) startMonitor(dir, id string, args []string, files []*os.File) (int, uint64, error) {
+	mon, err := e.monitorExe()
 	if err != nil {
-		return 0, 0, fmt.Errorf("container %s: %w", short(c.ID), err)
+		return 0, 0, err
+	}
+	self, err := e.exe()
+	if err != nil {
+		return 0, 0, err
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, monitor.MonitorLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return 0, 0, err
 	}
 	defer logf.Close()
 	devnull, err := os.Open(os.DevNull)
@@ -177,29 +203,20 @@ func (e *Engine) spawnMonitor(l *lockedDir, c *Container, client, spawn *os.File
 	env = setEnv(env, "BERTH_ROOT", e.Root)
 	env = setEnv(env, "BERTH_RUNTIME_ROOT", e.RuntimeRoot)
 	env = setEnv(env, "GOMAXPROCS", "1")
-	files := []*os.File{devnull, logf, logf}
-	if client != nil {
-		args = append(args, "client-fd="+strconv.Itoa(len(files)))
-		files = append(files, client)
-	}
-	if spawn != nil {
-		args = append(args, "spawn-fd="+strconv.Itoa(len(files)))
-		files = append(files, spawn)
-	}
-	fds := make([]uintptr, len(files))
-	for i, f := range files {
-		fds[i] = f.Fd()
+	fds := []uintptr{devnull.Fd(), logf.Fd(), logf.Fd()}
+	for _, f := range files {
+		fds = append(fds, f.Fd())
 	}
 	// syscall's fork rather than os.StartProcess, whose first use forks a child more to
 	// probe for pidfd support; the monitor is not ours to wait for.
-	pid, _, err := syscall.StartProcess(mon, args, &syscall.ProcAttr{
-		Dir:   l.dir,
+	pid, _, err := syscall.StartProcess(mon, append([]string{"berth-monitor", self, id}, args...), &syscall.ProcAttr{
+		Dir:   dir,
 		Env:   env,
 		Files: fds,
 		Sys:   &sysProcAttrSetsid,
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("container %s: start %s: %w", short(c.ID), mon, err)
+		return 0, 0, fmt.Errorf("start %s: %w", mon, err)
 	}
 	_, start, _ := procStat(pid)
 	return pid, start, nil

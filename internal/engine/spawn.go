@@ -27,6 +27,10 @@ import (
 func (e *Engine) startHere(l *lockedDir, c *Container, st *State, rt ociRuntime, want byte) (*Session, error) {
 	defer l.unlock()
 	WarmCgroupAttach()
+	if pm := e.preMon; pm != nil {
+		e.preMon = nil
+		return e.startWithMonitor(l, c, st, rt, want, pm)
+	}
 	var conn net.Conn
 	var theirs *os.File
 	var err error
@@ -54,6 +58,36 @@ func (e *Engine) startHere(l *lockedDir, c *Container, st *State, rt ociRuntime,
 		}
 		return nil, err
 	}
+	return e.startSpawned(l, c, st, rt, want, link, conn, mpid, mstart)
+}
+
+// startWithMonitor is startHere with the monitor BeginRun started: it gets its arguments
+// (monitor.SpawnArgs) and the client end of the session if the run attaches.
+func (e *Engine) startWithMonitor(l *lockedDir, c *Container, st *State, rt ociRuntime, want byte, pm *preMonitor) (*Session, error) {
+	link := pm.link
+	defer link.close()
+	args := append(monitorArgs(c), "spawn-fd=3")
+	var conn net.Conn
+	if want != 0 {
+		args, conn = append(args, "client-fd=4"), pm.client
+	} else {
+		pm.client.Close()
+	}
+	trace("start spawn")
+	if err := link.send(monitor.SpawnArgs, strings.Join(args, "\x00")); err != nil {
+		if conn != nil {
+			conn.Close()
+		}
+		return nil, fmt.Errorf("container %s: its monitor (pid %d) is gone: %w", short(c.ID), pm.pid, err)
+	}
+	trace("start spawned")
+	return e.startSpawned(l, c, st, rt, want, link, conn, pm.pid, pm.start)
+}
+
+// startSpawned goes on with a start once the monitor runs: the session, the create and
+// the start, told to the monitor.
+func (e *Engine) startSpawned(l *lockedDir, c *Container, st *State, rt ociRuntime, want byte, link *monitorLink, conn net.Conn, mpid int, mstart uint64) (*Session, error) {
+	var err error
 	st.MonitorPid, st.MonitorStart = mpid, mstart
 	st.ManualStop = false
 	var s *Session

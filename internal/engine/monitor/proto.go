@@ -94,6 +94,10 @@ const (
 	SpawnCreated = 'C' // payload: the init's pid, created and recorded
 	SpawnStarted = 'R' // payload: the init's pid, started and recorded as running
 	SpawnFailed  = 'F' // payload: "CODE message", as a start helper's error; torn down
+	// SpawnArgs gives a monitor started with LateArgs the rest of its command line:
+	// payload the arguments after the container id, NUL-separated. It is the first
+	// message; end of file instead means berth gave the start up.
+	SpawnArgs = 'A'
 	// SpawnMaxFDs bounds the descriptors of one SpawnInit.
 	SpawnMaxFDs = 32
 )
@@ -116,3 +120,9 @@ const (
 
 // LogFile is the name of a container's json-file log, Docker's.
 func LogFile(id string) string { return id + "-json.log" }
+
+// LateArgs, as a monitor's third argument (followed by spawn-fd=N and client-fd=N), has it
+// wait for the rest of its arguments on the spawn socket (SpawnArgs): berth starts it
+// before the container's options are known, while the command line is parsed. A
+// client-fd the late arguments do not name is closed.
+const LateArgs = "later"

@@ -86,10 +86,10 @@ type begunRun struct {
 // its arguments (monitor.LateArgs): its start (a fork and exec here, the Go runtime's start
 // there) overlaps the command's own instead of following the container's creation.
 type preMonitor struct {
-	link       *monitorLink
-	client     net.Conn // our end of its client-fd (a session, if the run attaches)
-	pid        int
-	start      uint64
+	link   *monitorLink
+	client net.Conn // our end of its client-fd (a session, if the run attaches)
+	pid    int
+	start  uint64
 }
 
 // close makes the monitor give up (it reads end of file where it waits for its arguments).

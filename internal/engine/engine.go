@@ -57,7 +57,7 @@ type Engine struct {
 	createdMon *preMonitor
 	// preMon is that container's monitor, for startHere.
 	preMon *preMonitor
-	once     struct {
+	once   struct {
 		images   sync.Once
 		snaps    sync.Once
 		networks sync.Once

@@ -61,8 +61,13 @@ func (e *berthEngine) name() string { return "berth" }
 func (e *berthEngine) version() string { return gitDescribe() }
 
 func (e *berthEngine) cmd(args ...string) harness.Cmd {
-	return harness.Cmd{Argv: append([]string{e.bin}, args...),
-		Env: withEnv("BERTH_ROOT="+filepath.Join(e.dir, "root"), "BERTH_RUNTIME_ROOT="+filepath.Join(e.dir, "run"))}
+	env := withEnv("BERTH_ROOT="+filepath.Join(e.dir, "root"), "BERTH_RUNTIME_ROOT="+filepath.Join(e.dir, "run"))
+	if t := os.Getenv("BERTH_TRACE"); t != "" {
+		// berth's own timestamps of every step, appended to that file (docs/benchmarks.md,
+		// "Where berth's engine time goes"); a few µs per step.
+		env = append(env, "BERTH_TRACE="+t)
+	}
+	return harness.Cmd{Argv: append([]string{e.bin}, args...), Env: env}
 }
 
 func (e *berthEngine) unavailable() string {

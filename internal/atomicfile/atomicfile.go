@@ -28,7 +28,7 @@ import (
 // containers too. Filesystems without RENAME_EXCHANGE get the plain rename.
 func Write(path string, b []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
-	if err := writeFile(tmp, b, mode); err != nil {
+	if err := WriteFile(tmp, b, mode, unix.O_TRUNC); err != nil {
 		return err
 	}
 	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_EXCHANGE)
@@ -49,9 +49,11 @@ func Write(path string, b []byte, mode os.FileMode) error {
 	return nil
 }
 
-// writeFile is os.WriteFile in three system calls (open, write, close) instead of six.
-func writeFile(path string, b []byte, mode os.FileMode) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, uint32(mode.Perm()))
+// WriteFile is os.WriteFile in three system calls (open, write, close) instead of six,
+// with flag added to O_WRONLY|O_CREAT|O_CLOEXEC (O_TRUNC, or O_EXCL for a file that must
+// not exist yet).
+func WriteFile(path string, b []byte, mode os.FileMode, flag int) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC|flag, uint32(mode.Perm()))
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}

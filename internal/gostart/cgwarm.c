@@ -42,19 +42,29 @@ static void *warm(void *arg)
 	return NULL;
 }
 
+/* read_small reads a small /proc file into buf, NUL-terminated; it returns its length, or
+ * 0 when it cannot be read. */
+static ssize_t read_small(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, size - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	return n;
+}
+
 /* wanted tells whether this command starts a container: argv[0]'s base name and argv[1]
  * from /proc/self/cmdline (musl calls constructors without argc and argv). */
 static int wanted(void)
 {
 	char buf[4096];
-	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	ssize_t n = read_small("/proc/self/cmdline", buf, sizeof buf);
+	if (n == 0)
 		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
 	const char *prog = buf, *end = buf + n;
 	const char *cmd = prog + strlen(prog) + 1;
 	if (cmd >= end)
@@ -78,14 +88,8 @@ static int wanted(void)
 static int find_procs(void)
 {
 	char buf[4096];
-	int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (read_small("/proc/self/cgroup", buf, sizeof buf) == 0)
 		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
 	char *best_ctrl = NULL, *best_path = NULL;
 	for (char *line = buf, *next; line && *line; line = next) {
 		next = strchr(line, '\n');

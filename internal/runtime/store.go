@@ -200,28 +200,9 @@ func writeNew(path string, b []byte, mode os.FileMode) error {
 	return writeFile(path, b, mode, unix.O_EXCL)
 }
 
-// writeFile is os.WriteFile in three system calls (open, write, close) instead of six: it
-// runs several times per create.
+// writeFile is atomicfile.WriteFile: open, write, close.
 func writeFile(path string, b []byte, mode os.FileMode, flags int) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC|flags, uint32(mode.Perm()))
-	if err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
-	}
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		b = b[n:]
-	}
-	if err := unix.Close(fd); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, b, mode, flags)
 }
 
 // ids lists the container ids under the root.

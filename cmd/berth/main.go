@@ -50,9 +50,10 @@ func main() {
 		// gostart's constructor began the cgroup attach's wait already.
 		engine.CgroupWarmed()
 	}
-	if len(os.Args) > 1 && os.Args[1] == "run" && !hasFlag(os.Args[2:], "--runtime") && !hasFlag(os.Args[2:], "--help") {
-		// The container's id, directory and cgroup, made while the command line is parsed
-		// (engine.BeginRun).
+	if len(os.Args) > 1 && os.Args[1] == "run" && !hasFlag(os.Args[2:], "--runtime") && !hasFlag(os.Args[2:], "--help") &&
+		!hasFlag(os.Args[2:], "--root") {
+		// The container's id, directory, cgroup and monitor, made while the command line is
+		// parsed (engine.BeginRun).
 		engine.BeginRun(os.Getenv("BERTH_ROOT"))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "start" && !hasFlag(os.Args[2:], "--runtime") {

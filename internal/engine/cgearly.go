@@ -29,11 +29,7 @@ func (e *Engine) startEarlyCgroup(id string, hc *HostConfig) {
 	if e.rootless || !isBuiltinRuntime(hc.Runtime) {
 		return
 	}
-	rt, err := e.runtime()
-	if err != nil {
-		return
-	}
-	e.keepEarlyCgroup(id, rt.EarlyCgroup(id))
+	e.keepEarlyCgroup(id, runtime.StartEarlyCgroup(id))
 }
 
 func (e *Engine) keepEarlyCgroup(id string, ec *runtime.EarlyCgroup) {

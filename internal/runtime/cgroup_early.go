@@ -27,11 +27,8 @@ type EarlyCgroup struct {
 	settled bool // adopted or released
 }
 
-// EarlyCgroup starts making the cgroup a create of id with the default cgroup path will
-// use. It returns nil when this process could not make it (not root).
-func (r *Runtime) EarlyCgroup(id string) *EarlyCgroup { return StartEarlyCgroup(id) }
-
-// StartEarlyCgroup is Runtime.EarlyCgroup, for a caller without a Runtime yet.
+// StartEarlyCgroup starts making the cgroup a create of id with the default cgroup path
+// will use. It returns nil when this process could not make it (not root).
 func StartEarlyCgroup(id string) *EarlyCgroup {
 	if os.Geteuid() != 0 || ValidateID(id) != nil {
 		return nil

@@ -41,7 +41,7 @@ type CreateOpts struct {
 	// read and checked by a caller that needed to look at it first (`run`, for
 	// process.terminal), so create neither reads, checks nor encodes it again.
 	SpecJSON []byte
-	// Cgroup is the container's cgroup made ahead (Runtime.EarlyCgroup), which the create
+	// Cgroup is the container's cgroup made ahead (StartEarlyCgroup), which the create
 	// adopts.
 	Cgroup *EarlyCgroup
 }

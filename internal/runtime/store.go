@@ -197,12 +197,7 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 
 // writeNew creates path, which must not exist, with b in it.
 func writeNew(path string, b []byte, mode os.FileMode) error {
-	return writeFile(path, b, mode, unix.O_EXCL)
-}
-
-// writeFile is atomicfile.WriteFile: open, write, close.
-func writeFile(path string, b []byte, mode os.FileMode, flags int) error {
-	return atomicfile.WriteFile(path, b, mode, flags)
+	return atomicfile.WriteFile(path, b, mode, unix.O_EXCL)
 }
 
 // ids lists the container ids under the root.

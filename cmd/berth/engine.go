@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -37,6 +38,11 @@ func init() {
 	// berth ns names the engine's containers.
 	nsview.RegisterNameFunc(func(rt, id string) (string, bool) {
 		if rt != "berth" && rt != "runc" && rt != "crun" {
+			return "", false
+		}
+		// A view reads: with no engine store there is no name to find, and opening one
+		// would make it.
+		if _, err := os.Stat(filepath.Join(berthRoot(), "containers")); err != nil {
 			return "", false
 		}
 		e, err := openEngine()

@@ -232,6 +232,14 @@ func TestNSCLIAttribution(t *testing.T) {
 	requireRootAndTools(t, "unshare", "busybox")
 	_, init := startUnshare(t, "--pid", "--mount-proc", "--uts", "--net")
 	root := t.TempDir()
+	// The view names berth's containers from the engine's store; it must not make one.
+	engineRoot := filepath.Join(t.TempDir(), "engine")
+	t.Setenv("BERTH_ROOT", engineRoot)
+	defer func() {
+		if _, err := os.Stat(engineRoot); !os.IsNotExist(err) {
+			t.Errorf("berth ns made an engine store at %s (stat: %v)", engineRoot, err)
+		}
+	}()
 	id := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	writeRecord(t, root, id, init, []map[string]string{{"type": "pid"}, {"type": "mount"}, {"type": "uts"},
 		{"type": "network"}, {"type": "ipc", "path": "/proc/1/ns/ipc"}})

@@ -38,6 +38,10 @@ func init() {
 }
 
 func main() {
+	if runtime.Tracing() {
+		runtime.TraceAt(gostart.ConstructorTime(), "ctor")
+		runtime.Trace("main")
+	}
 	// This binary is also the container's init (a re-exec by the runtime library) and the
 	// monitor's helper; both are told apart before anything else runs.
 	if runtime.IsInit() {

@@ -77,8 +77,9 @@ func (e *ImageNotFoundError) Unwrap() error { return e.Err }
 // runs yet. A create killed at any point leaves a .creating- directory that the next
 // listing removes, with the name and snapshot it had taken.
 func (e *Engine) Create(o CreateOptions) (*Container, error) {
-	// What BeginRun made for this run: used below, or dropped on the way out.
-	b := e.takeBegun()
+	// What BeginRun made for this run: taken once the image is found (BeginRun works
+	// meanwhile), used below, or dropped on the way out (main's DropBegun if never taken).
+	var b *begunRun
 	defer func() { b.drop() }()
 	if o.Config.Image == "" {
 		return nil, usagef("image name is required")
@@ -108,14 +109,15 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 		return nil, err
 	}
 	trace("create begin")
-	if b != nil && !(o.StartAfter && !e.rootless && isBuiltinRuntime(hc.Runtime)) {
-		b.drop()
-		b = nil
-	}
 	img, cf, err := e.resolveImage(o)
 	trace("create image")
 	if err != nil {
 		return nil, err
+	}
+	b = e.takeBegun()
+	if b != nil && !(o.StartAfter && !e.rootless && isBuiltinRuntime(hc.Runtime)) {
+		b.drop()
+		b = nil
 	}
 	var id string
 	if b != nil {

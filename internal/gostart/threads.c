@@ -39,6 +39,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <time.h>
 
 #define SYSMON_SLACK_NS 10000000UL /* 10 ms, sysmon's own longest period */
 
@@ -52,8 +53,11 @@ extern const int berth_gostart_one_p __attribute__((weak));
 
 void berth_gostart_cgroup_warmup(void); /* cgwarm.c */
 
+struct timespec berth_gostart_t0; /* when the constructor ran (gostart.ConstructorTime) */
+
 __attribute__((constructor)) static void berth_thread_setup(void)
 {
+	clock_gettime(CLOCK_REALTIME, &berth_gostart_t0);
 	if (getenv("_BERTH_INITPIPE") != NULL)
 		return;
 	berth_gostart_cgroup_warmup();

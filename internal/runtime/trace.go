@@ -17,11 +17,21 @@ func Trace(what string) {
 	if traceFile == "" {
 		return
 	}
+	TraceAt(time.Now(), what)
+}
+
+// Tracing tells whether $BERTH_TRACE is set.
+func Tracing() bool { return traceFile != "" }
+
+// TraceAt records that phase what was reached at now.
+func TraceAt(now time.Time, what string) {
+	if traceFile == "" {
+		return
+	}
 	f, err := os.OpenFile(traceFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return
 	}
-	now := time.Now()
 	us := strconv.Itoa(now.Nanosecond() / 1000)
 	for len(us) < 6 {
 		us = "0" + us

@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,8 +19,23 @@
 #include <time.h>
 #include <unistd.h>
 
+/* trace appends "SECONDS.MICROSECONDS PID WHAT" to $BERTH_TRACE, as berth's own trace
+ * points do (internal/runtime/trace.go), so the command's fork and exit frame its steps. */
+static void trace(const struct timespec *t, pid_t pid, const char *what)
+{
+	const char *path = getenv("BERTH_TRACE");
+	if (path == NULL || *path == 0)
+		return;
+	FILE *f = fopen(path, "a");
+	if (f == NULL)
+		return;
+	fprintf(f, "%ld.%06ld %d %s\n", (long)(t->tv_sec % 100), t->tv_nsec / 1000, (int)pid, what);
+	fclose(f);
+}
+
 int main(int argc, char **argv)
 {
+	struct timespec r0, r1;
 	struct timespec t0, t1;
 	struct rusage ru;
 	int status, err;
@@ -34,6 +50,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "berth-bench-spawn: descriptor 3 (the report) is not open: %s\n", strerror(errno));
 		return 127;
 	}
+	clock_gettime(CLOCK_REALTIME, &r0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	pid = vfork();
 	if (pid < 0) {
@@ -47,6 +64,9 @@ int main(int argc, char **argv)
 	while ((err = wait4(pid, &status, 0, &ru)) < 0 && errno == EINTR)
 		;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	clock_gettime(CLOCK_REALTIME, &r1);
+	trace(&r0, pid, "spawn fork");
+	trace(&r1, pid, "spawn exit");
 	if (err < 0) {
 		fprintf(stderr, "berth-bench-spawn: wait4 %d: %s\n", pid, strerror(errno));
 		return 127;

@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-containers/berth/internal/engine"
 	"github.com/berth-containers/berth/internal/engine/monitor"
+	"github.com/berth-containers/berth/internal/runtime"
 )
 
 // runFlags are the options `run` and `create` share, as Docker spells them.
@@ -556,6 +557,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	debug.SetGCPercent(gc)
 	code, err := attachLoop(e, s, c.ID, attachOpts{stdin: f.interactive, tty: f.tty, sigProxy: proxy != nil,
 		detachKeys: f.detachKeys, untilStart: true, proxy: proxy})
+	runtime.Trace("run attached")
 	if err != nil {
 		var se *engine.StartError
 		if errors.As(err, &se) {

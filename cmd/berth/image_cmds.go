@@ -1,3 +1,5 @@
+//go:build !berth_lean
+
 package main
 
 import (
@@ -12,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"text/template"
 	"time"
 
@@ -146,48 +147,12 @@ func newPushCmd() *cobra.Command {
 	return cmd
 }
 
-// humanDuration is Docker's go-units HumanDuration.
-func humanDuration(d time.Duration) string {
-	s := int(d.Seconds())
-	switch {
-	case s < 1:
-		return "Less than a second"
-	case s == 1:
-		return "1 second"
-	case s < 60:
-		return fmt.Sprintf("%d seconds", s)
-	}
-	m := int(d.Minutes())
-	switch {
-	case m == 1:
-		return "About a minute"
-	case m < 60:
-		return fmt.Sprintf("%d minutes", m)
-	}
-	h := int(d.Round(time.Hour).Hours())
-	switch {
-	case h == 1:
-		return "About an hour"
-	case h < 48:
-		return fmt.Sprintf("%d hours", h)
-	case h < 24*7*2:
-		return fmt.Sprintf("%d days", h/24)
-	case h < 24*30*2:
-		return fmt.Sprintf("%d weeks", h/24/7)
-	case h < 24*365*2:
-		return fmt.Sprintf("%d months", h/24/30)
-	}
-	return fmt.Sprintf("%d years", int(d.Hours())/24/365)
-}
-
 func created(t time.Time) string {
 	if t.IsZero() || t.Unix() <= 0 {
 		return "N/A"
 	}
 	return humanDuration(time.Since(t)) + " ago"
 }
-
-func newTable() *tabwriter.Writer { return tabwriter.NewWriter(os.Stdout, 10, 1, 3, ' ', 0) }
 
 func newImagesCmd(use string) *cobra.Command {
 	var quiet, noTrunc, digests, all bool
@@ -290,16 +255,6 @@ func newImagesCmd(use string) *cobra.Command {
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "show all images (berth keeps no intermediate images)")
 	cmd.Flags().StringVar(&format, "format", "", "format output using a Go template ({{.Repository}}, {{.Tag}}, {{.ID}}, {{.Digest}}, {{.CreatedSince}}, {{.Size}})")
 	return cmd
-}
-
-var templateFuncs = template.FuncMap{
-	"json": func(v any) (string, error) {
-		b, err := json.Marshal(v)
-		return string(b), err
-	},
-	"join":  strings.Join,
-	"upper": strings.ToUpper,
-	"lower": strings.ToLower,
 }
 
 func newTagCmd() *cobra.Command {

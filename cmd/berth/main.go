@@ -14,6 +14,7 @@ import (
 	// sysmon's timer slack, but not gostart/onep's one P: teardown runs in goroutines side
 	// by side (internal/gostart's threads.c has the measurements).
 	"github.com/berth-containers/berth/internal/gostart"
+	"github.com/berth-containers/berth/internal/image"
 	_ "github.com/berth-containers/berth/internal/namespaces/nsenter"
 	"github.com/berth-containers/berth/internal/runtime"
 )
@@ -82,8 +83,17 @@ func main() {
 	for _, register := range registers {
 		register()
 	}
+	if needsFull(os.Args[1:]) {
+		handOff()
+	}
 	cmd, err := rootCmd.ExecuteC()
 	engine.DropBegun()
+	runtime.Trace("exit")
+	if image.Lean && errors.Is(err, image.ErrFullBinary) {
+		// Work the lean build leaves to berth-full (a pull, say), met before anything
+		// was done that stays.
+		handOff()
+	}
 	if err != nil {
 		printError(cmd, err)
 		os.Exit(exitCode(err))

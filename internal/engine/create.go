@@ -290,6 +290,10 @@ func (e *Engine) resolveImage(o CreateOptions) (*image.Image, *v1.ConfigFile, er
 		if pull == "never" {
 			return nil, nil, &ImageNotFoundError{Ref: ref}
 		}
+		if image.Lean {
+			// The lean build cannot pull: berth-full runs the command instead.
+			return nil, nil, image.ErrFullBinary
+		}
 		out := o.PullOutput
 		if out == nil {
 			out = io.Discard

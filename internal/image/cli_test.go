@@ -30,8 +30,10 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	// As `make build` makes it: the lean berth, which hands these commands to berth-full
+	// beside it (internal/image/lean.go), so both are under test.
 	berthBin = filepath.Join(dir, "berth")
-	out, err := exec.Command("go", "build", "-o", berthBin, filepath.Join(imagetest.RepoRoot(), "cmd", "berth")).CombinedOutput()
+	out, err := exec.Command("bash", filepath.Join(imagetest.RepoRoot(), "hack", "build-static.sh"), berthBin, "./cmd/berth").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build berth: %v\n%s", err, out)
 		os.RemoveAll(dir)

@@ -1,8 +1,9 @@
+//go:build !berth_lean
+
 package image
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -52,26 +53,4 @@ func canonicalRepo(repo name.Repository) string {
 		reg = "docker.io"
 	}
 	return reg + "/" + repo.RepositoryStr()
-}
-
-// FamiliarName shortens a canonical name the way Docker prints it: docker.io/library/busybox
-// becomes busybox, docker.io/user/app becomes user/app, other registries stay.
-func FamiliarName(canon string) string {
-	s := strings.TrimPrefix(canon, "docker.io/")
-	if s != canon {
-		s = strings.TrimPrefix(s, "library/")
-	}
-	return s
-}
-
-// SplitName splits a canonical or familiar name into repository and tag (or digest).
-func SplitName(n string) (repo, tag string) {
-	if i := strings.LastIndex(n, "@"); i >= 0 {
-		return n[:i], n[i+1:]
-	}
-	slash := strings.LastIndex(n, "/")
-	if i := strings.LastIndex(n, ":"); i > slash {
-		return n[:i], n[i+1:]
-	}
-	return n, ""
 }

@@ -62,7 +62,7 @@ func newRLUser(t *testing.T, withRange bool) *rlUser {
 		os.Chown(d, u.uid, u.gid)
 	}
 	os.Chmod(filepath.Join(u.home, "bin"), 0o755)
-	for _, b := range []string{"berth", "berth-monitor"} {
+	for _, b := range []string{"berth", "berth-full", "berth-monitor"} {
 		data, err := os.ReadFile(filepath.Join(binDir, b))
 		if err != nil {
 			t.Fatal(err)

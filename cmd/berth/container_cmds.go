@@ -345,11 +345,14 @@ func newContainerInspectCmd() *cobra.Command {
 				if typ == "" || typ == "image" {
 					s, err := openStore()
 					if err == nil {
-						if img, err := s.Get(ref); err == nil {
+						img, err := s.Get(ref)
+						if err == nil {
 							if in, err := s.Inspect(img); err == nil {
 								docs = append(docs, in)
 								continue
 							}
+						} else if errors.Is(err, image.ErrFullBinary) {
+							return err // berth-full looks it up (nothing is printed yet)
 						}
 					}
 				}

@@ -36,7 +36,7 @@ func TestLeanBuildHandsOff(t *testing.T) {
 	h := newHarness(t)
 	reg := imagetest.StartRegistry(t, "")
 	ref := reg.Ref("lean/bb:v1")
-	imagetest.Push(t, ref, imagetest.Image(t, imagetest.BusyboxLayers(t), imagetest.HostPlatform()))
+	dg := imagetest.Push(t, ref, imagetest.Image(t, imagetest.BusyboxLayers(t), imagetest.HostPlatform()))
 	r := h.run("run", "--rm", "--network", "none", ref, "sh", "-c", "echo pulled-and-ran")
 	if r.code != 0 || r.stdout != "pulled-and-ran\n" {
 		t.Fatalf("run of an image to pull: %s", r)
@@ -46,6 +46,13 @@ func TestLeanBuildHandsOff(t *testing.T) {
 	}
 	if out := h.ok("images", "--format", "{{.Repository}}:{{.Tag}}"); !strings.Contains(out, ref+"\n") {
 		t.Errorf("images after the pull lacks %s:\n%s", ref, out)
+	}
+
+	// A digest reference is berth-full's to parse: inspect hands it over rather than say
+	// there is no such object.
+	byTag := h.ok("inspect", "--format", "{{.Id}}", ref)
+	if byDigest := h.ok("inspect", "--format", "{{.Id}}", reg.Ref("lean/bb")+"@"+dg.String()); byDigest != byTag || !strings.HasPrefix(byTag, "sha256:") {
+		t.Errorf("inspect by digest gave %q, by tag %q", byDigest, byTag)
 	}
 
 	// The lean build alone, as if berth-full were not installed.

@@ -257,6 +257,13 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		}
 		rootlessRootfsSpec(spec, snap)
 	}
+	loUpAfter := in.LoUp
+	if in.LoUp && rt.name() == "berth" {
+		// The init sets lo up itself, as it sets up its namespaces; another runtime's
+		// container gets it from here once created (loUpIn).
+		spec.Annotations[runtime.AnnotationLoopback] = "up"
+		loUpAfter = false
+	}
 	if rt.name() != "berth" {
 		// runc and crun check the version they were built for.
 		spec.Version = "1.0.2"
@@ -301,7 +308,7 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 			return 0, err
 		}
 	}
-	if in.LoUp {
+	if loUpAfter {
 		if err := loUpIn(pid); err != nil {
 			return 0, err
 		}

@@ -114,6 +114,11 @@ func (in *initProcess) setupContainer() error {
 			return fmt.Errorf("sethostname %q: %w", spec.Hostname, err)
 		}
 	}
+	if in.cfg.Creates&unix.CLONE_NEWNET != 0 && spec.Annotations[AnnotationLoopback] == "up" {
+		if err := loopbackUp(); err != nil {
+			return err
+		}
+	}
 	if spec.Domainname != "" {
 		if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
 			return fmt.Errorf("setdomainname %q: %w", spec.Domainname, err)
@@ -455,6 +460,27 @@ func checkExecutable(p string) error {
 	}
 	if st.Mode()&0o111 == 0 {
 		return errors.New("is not executable")
+	}
+	return nil
+}
+
+// loopbackUp sets lo up in this process's network namespace (AnnotationLoopback).
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("set lo up: socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("set lo up: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("set lo up: SIOCGIFFLAGS: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("set lo up: SIOCSIFFLAGS: %w", err)
 	}
 	return nil
 }

@@ -17,6 +17,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// AnnotationLoopback "up" asks for the loopback interface of the network namespace the
+// runtime makes for the container to be set up, as Docker's --network none gives it; the
+// engine sets it rather than join the namespace itself after the create. A namespace joined
+// by path is left as it is, and without the annotation lo stays down, as with runc.
+const AnnotationLoopback = "org.berth.network.loopback"
+
 // AnnotationInit chooses a container's init: "go" forces the Go init (InitMain), anything
 // else (or nothing) lets the runtime use the C init whenever the config allows it.
 const AnnotationInit = "org.berth.init"
@@ -56,6 +62,7 @@ const (
 	opWait        = 27 // ints: fd
 	opExec        = 28 // ints: argc; strs: argv..., env...
 	opCgroupJoin  = 29 // ints: unshare (1: a new cgroup namespace)
+	opLoopbackUp  = 30
 )
 
 // opMount target kinds and flags.
@@ -167,6 +174,9 @@ func compileInitPlan(in *planInput) (*initPlan, string, error) {
 	}
 	if spec.Hostname != "" {
 		p.add(opHostname, nil, []string{spec.Hostname}, fmt.Sprintf("sethostname %q", spec.Hostname))
+	}
+	if in.newNet && spec.Annotations[AnnotationLoopback] == "up" {
+		p.add(opLoopbackUp, nil, nil, "set lo up ("+AnnotationLoopback+")")
 	}
 	if spec.Domainname != "" {
 		p.add(opDomainname, nil, []string{spec.Domainname}, fmt.Sprintf("setdomainname %q", spec.Domainname))

@@ -26,6 +26,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/openat2.h>
+#include <net/if.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
@@ -34,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
@@ -80,7 +82,8 @@ enum {
 	OP_WAIT = 27,       /* ints: fd of exec.fifo */
 	OP_EXEC = 28,       /* ints: argc; strs: argv..., env... */
 	OP_CGROUP_JOIN = 29, /* ints: unshare (1: a cgroup namespace of its own) */
-	OP_MAX = 29
+	OP_LOOPBACK_UP = 30,
+	OP_MAX = 30
 };
 
 /* OP_MOUNT target kinds. */
@@ -770,6 +773,22 @@ static void run(struct op *ops, uint32_t n)
 			if (sethostname(o->strs[0], o->lens[0]) < 0)
 				fail(errno, "sethostname");
 			break;
+		case OP_LOOPBACK_UP: {
+			/* lo of the network namespace the init made, up: the same ioctls as
+			 * `ip link set lo up`, without netlink. */
+			struct ifreq ifr = {0};
+			int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+			if (fd < 0)
+				fail(errno, "set lo up: socket");
+			strcpy(ifr.ifr_name, "lo");
+			if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+				fail(errno, "set lo up: SIOCGIFFLAGS");
+			ifr.ifr_flags |= IFF_UP;
+			if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+				fail(errno, "set lo up: SIOCSIFFLAGS");
+			close(fd);
+			break;
+		}
 		case OP_DOMAINNAME:
 			if (setdomainname(o->strs[0], o->lens[0]) < 0)
 				fail(errno, "setdomainname");
@@ -840,7 +859,7 @@ static const struct {
 	[OP_LOOKPATH] = {0, 2}, [OP_CLOSE_RANGE] = {1, 0}, [OP_CHDIR] = {1, 1},
 	[OP_SECCOMP] = {1, 1}, [OP_CAPBSET] = {2, 0}, [OP_SETUSER] = {-3, 0},
 	[OP_CAPSET] = {3, 0}, [OP_AMBIENT] = {2, 0}, [OP_NNP] = {0, 0}, [OP_READY] = {0, 0},
-	[OP_WAIT] = {1, 0}, [OP_EXEC] = {1, -1}, [OP_CGROUP_JOIN] = {1, 0},
+	[OP_WAIT] = {1, 0}, [OP_EXEC] = {1, -1}, [OP_CGROUP_JOIN] = {1, 0}, [OP_LOOPBACK_UP] = {0, 0},
 };
 
 static uint32_t u32(const char *p)

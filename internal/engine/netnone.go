@@ -12,8 +12,9 @@ import (
 )
 
 // `--network none` is handled by the engine alone: the runtime makes the network
-// namespace with the others (no bind mount to make and undo), the engine sets its lo up
-// once the init waits, and writes the three files in the container's directory. There is
+// namespace with the others (no bind mount to make and undo), its init sets lo up
+// (runtime.AnnotationLoopback; with another runtime the engine does it once the init waits,
+// loUpIn), and the engine writes the three files in the container's directory. There is
 // nothing to share with other containers, so the network manager (its lock, its state
 // file, and the netlink dump of its repair pass, 1.5-3 ms per run) stays out of it.
 

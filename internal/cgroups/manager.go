@@ -413,6 +413,24 @@ func (m *manager) AddProc(pid int) error {
 	return nil
 }
 
+func (m *manager) TasksFiles() []string {
+	files := make([]string, 0, len(m.v1))
+	for _, d := range m.v1 {
+		files = append(files, d.dir+"/tasks")
+	}
+	return files
+}
+
+func (m *manager) AddProcUnified(pid int) error {
+	if m.layout != Hybrid || m.v2dir == "" {
+		return nil
+	}
+	if err := writeFile(m.v2dir, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+		return fmt.Errorf("cgroups: add process %d: %w", pid, err)
+	}
+	return nil
+}
+
 func (m *manager) allDirs() []string {
 	dirs := make([]string, 0, len(m.v1)+1)
 	for _, d := range m.v1 {

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"os"
+
+	"golang.org/x/sys/unix"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,7 +30,7 @@ func CgroupWarmed() { warmOnce.Do(func() {}) }
 // (root, and a cgroup v1 hierarchy with a controller).
 func WarmCgroupAttach() {
 	warmOnce.Do(func() {
-		if os.Geteuid() != 0 {
+		if os.Geteuid() != 0 || !hybridCgroups() {
 			return
 		}
 		b, err := os.ReadFile("/proc/self/cgroup")
@@ -68,4 +70,15 @@ func WarmCgroupAttach() {
 			f.Close()
 		}()
 	})
+}
+
+// hybridCgroups tells whether a cgroup2 hierarchy is mounted beside the v1 ones
+// (/sys/fs/cgroup/unified). Only there does a container's start still move its init by pid
+// (into the cgroup2 part), so only there is the warm-up worth it; on pure v1 the init
+// joins its cgroup itself without waiting (runtime.lateCgroupJoin), and a warm-up would
+// only hold cgroup_mutex through a grace period, in the way of the container's own mkdirs
+// and of that join.
+func hybridCgroups() bool {
+	var fs unix.Statfs_t
+	return unix.Statfs("/sys/fs/cgroup/unified", &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC
 }

@@ -1,18 +1,21 @@
 /*
  * The cgroup attach's wait, begun before the Go runtime starts (`berth run`, `berth start`,
- * `berth-runtime create` and `run`, as root).
+ * `berth-runtime create` and `run`, as root), on a hybrid layout only.
  *
- * On cgroup v1 moving a process into a cgroup takes cgroup_threadgroup_rwsem for writing,
- * and a writer that finds the semaphore idle first waits for an RCU grace period
- * (rcu_sync_enter): 4-9 ms measured on the CI host when other containers were started and
- * removed moments before, the largest single wait of a container's start. The wait is the
- * same whoever causes it, and it is skipped by a writer that comes within about a grace
- * period of another. So the start begins it: a thread moves this process into the cgroup it
- * is already in, which changes nothing, while the Go runtime starts and the command parses
- * its arguments, prepares the image, the snapshot and the monitor; the container's init,
- * moved into its cgroup milliseconds later, then finds the grace period passed. The
- * engine used to begin it from Go, 1.5-2.5 ms later. On cgroup v2 the init is born in its
- * cgroup (CLONE_INTO_CGROUP) and nothing waits: no v1 hierarchy, nothing done.
+ * On cgroup v1 moving a process into a cgroup by pid (cgroup.procs) takes
+ * cgroup_threadgroup_rwsem for writing, and a writer that finds the semaphore idle first
+ * waits for an RCU grace period (rcu_sync_enter): 5-12 ms measured on the CI host. The
+ * container's init avoids it on the v1 hierarchies by moving itself ("0" into "tasks", a
+ * single thread's move, which skips the semaphore: runtime.lateCgroupJoin). On a hybrid
+ * layout it must still be moved by pid into the cgroup2 hierarchy, and there the wait
+ * remains. It is the same whoever causes it, and it is skipped by a writer that comes
+ * within about a grace period of another. So the start begins it: a thread moves this
+ * process into the cgroup it is already in, which changes nothing, while the Go runtime
+ * starts and the command parses its arguments, prepares the image, the snapshot and the
+ * monitor; the init's move, milliseconds later, then finds the grace period passed or under
+ * way. On pure v1 nothing waits and nothing is done (the warm-up would hold cgroup_mutex
+ * through a grace period, in the way of the container's mkdirs and join); on cgroup v2 the
+ * init is born in its cgroup (CLONE_INTO_CGROUP).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -20,6 +23,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 
 int berth_gostart_cgroup_warm; /* 1 once the thread is started (gostart.CgroupWarmStarted) */
 
@@ -114,9 +119,19 @@ static int find_procs(void)
 	return w > 0 && (size_t)w < sizeof procs_path && access(procs_path, W_OK) == 0;
 }
 
+/* hybrid tells whether a cgroup2 hierarchy is mounted beside the v1 ones: only there is
+ * the init still moved by pid (into the cgroup2 part). On pure v1 it joins its cgroup
+ * itself without the wait (runtime.lateCgroupJoin), and a warm-up would only hold
+ * cgroup_mutex through a grace period, in the way of the container's mkdirs and join. */
+static int hybrid(void)
+{
+	struct statfs fs;
+	return statfs("/sys/fs/cgroup/unified", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
+}
+
 void berth_gostart_cgroup_warmup(void)
 {
-	if (geteuid() != 0 || !wanted() || !find_procs())
+	if (geteuid() != 0 || !hybrid() || !wanted() || !find_procs())
 		return;
 	pthread_attr_t attr;
 	pthread_t t;

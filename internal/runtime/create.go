@@ -120,7 +120,8 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 	ip, why, err := compileInitPlan(&planInput{id: id, bundle: bundle, rootfs: rootfsPath(spec, bundle), spec: spec,
 		noPivot: o.NoPivot, noNewKeyring: o.NoNewKeyring, consoleSocket: o.ConsoleSocket, preserveFDs: o.PreserveFDs,
 		userNS: plan.Has(specs.UserNamespace), newNet: plan.Create&unix.CLONE_NEWNET != 0,
-		newCgroup: plan.Create&unix.CLONE_NEWCGROUP != 0, cgroupPaths: cg.Paths(), seccomp: filter, lateCgroup: late})
+		newCgroup: plan.Create&unix.CLONE_NEWCGROUP != 0, cgroupPaths: cg.Paths(), seccomp: filter, lateCgroup: late,
+		cgroupTasks: cg.TasksFiles()})
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
@@ -186,15 +187,18 @@ type creation struct {
 	cgroupMade chan error
 }
 
-// lateCgroupJoin tells whether the init may be moved into its cgroup while it sets up its
-// namespaces and mounts rather than before it starts. On cgroup v1 (and hybrid) the move
-// waits for an RCU grace period (several milliseconds when other containers came and went
-// moments before), and the cgroup's own mkdirs wait for cgroup_mutex behind it: done beside
-// the init's start, namespace stage and first mounts, that wait overlaps them. The init
-// waits for the move (opCgroupJoin) before its first cgroup mount, and makes its cgroup
-// namespace only then, rooted at the container's cgroup. Not on v2 (the init is born in its
-// cgroup), with a user namespace, a cgroup namespace joined by path, or hooks that run
-// while the init waits (prestart, createRuntime: they may expect it in its cgroup).
+// lateCgroupJoin tells whether the init may join its cgroup while it sets up its
+// namespaces and mounts rather than be moved there before it starts. On cgroup v1 a move
+// by pid (cgroup.procs) takes cgroup_threadgroup_rwsem for writing, which waits for an RCU
+// grace period (5-12 ms in the benchmark's runs) unless another move came moments before.
+// The init, single-threaded in its C stage, moves itself instead (opCgroupJoin: "0" into
+// each v1 hierarchy's tasks file, which skips that lock) once the runtime has made the
+// cgroup beside the init's start; on a hybrid layout the runtime moves it into the
+// cgroup2 part by pid first (the wait remains there). The join comes before the first
+// cgroup mount, and the cgroup namespace only after it, rooted at the container's cgroup.
+// Not on v2 (the init is born in its cgroup), with a user namespace, a cgroup namespace
+// joined by path, or hooks that run while the init waits (prestart, createRuntime: they
+// may expect it in its cgroup).
 func lateCgroupJoin(plan *namespaces.Plan, cg cgroups.Manager, spec *specs.Spec) bool {
 	if cg.Layout() == cgroups.Unified || len(cg.Paths()) == 0 || plan.Has(specs.UserNamespace) {
 		return false
@@ -292,8 +296,9 @@ func (c *creation) run() error {
 	return nil
 }
 
-// joinCgroup waits for the cgroup, moves the init (pid) into it and tells the init, which
-// waits for that in its plan (opCgroupJoin).
+// joinCgroup waits for the cgroup and tells the init, which waits for that in its plan
+// and then moves itself into the v1 hierarchies (opCgroupJoin); on a hybrid layout it
+// first moves the init into the cgroup2 part, which only a move by pid can do.
 func (c *creation) joinCgroup(pid int) error {
 	err := <-c.cgroupMade
 	c.cgroupMade = nil
@@ -303,7 +308,7 @@ func (c *creation) joinCgroup(pid int) error {
 	Trace("rt cgroup created")
 	// An init that failed meanwhile (a refused mount, say) has exited with its report on
 	// the socket, which the caller reads next: that, not the move, is the error.
-	if err := c.cg.AddProc(pid); err != nil {
+	if err := c.cg.AddProcUnified(pid); err != nil {
 		if st, _, serr := ProcStat(pid); serr != nil || st == 'Z' || st == 'X' {
 			return nil
 		}

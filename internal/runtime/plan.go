@@ -61,7 +61,7 @@ const (
 	opReady       = 26 //
 	opWait        = 27 // ints: fd
 	opExec        = 28 // ints: argc; strs: argv..., env...
-	opCgroupJoin  = 29 // ints: unshare (1: a new cgroup namespace)
+	opCgroupJoin  = 29 // ints: unshare (1: a new cgroup namespace); strs: v1 tasks files
 	opLoopbackUp  = 30
 )
 
@@ -115,6 +115,8 @@ type planInput struct {
 	// mounts, and the plan waits for that (opCgroupJoin) before the first cgroup mount, or
 	// before pivot_root; the cgroup namespace is made there too (see lateCgroupJoin).
 	lateCgroup bool
+	// cgroupTasks: with lateCgroup, the v1 "tasks" files the init writes "0" into.
+	cgroupTasks []string
 }
 
 // planFallback tells why a container needs the Go init, or "" when the C init can do it all.
@@ -335,17 +337,21 @@ func (p *initPlan) propagate(dest string, props []uintptr, what string) {
 	}
 }
 
-// cgroupJoin adds, once, the wait for the runtime's move of the init into its cgroup.
+// cgroupJoin adds, once, the init's join of its cgroup: it waits for the runtime to have
+// made the cgroup (and, on a hybrid layout, moved the init into its cgroup2 part), then
+// moves itself into the v1 hierarchies (cgroups.Manager.TasksFiles), then makes its cgroup
+// namespace if it has one of its own.
 func (p *initPlan) cgroupJoin(in *planInput) {
 	if !in.lateCgroup || p.cgroupJoined {
 		return
 	}
 	p.cgroupJoined = true
+	what := "wait for the container's cgroup; write 0 to " + strings.Join(in.cgroupTasks, ", ")
 	if in.newCgroup {
-		p.add(opCgroupJoin, []uint64{1}, nil, "wait to be in the container's cgroup; unshare the cgroup namespace")
+		p.add(opCgroupJoin, []uint64{1}, in.cgroupTasks, what+"; unshare the cgroup namespace")
 		return
 	}
-	p.add(opCgroupJoin, []uint64{0}, nil, "wait to be in the container's cgroup")
+	p.add(opCgroupJoin, []uint64{0}, in.cgroupTasks, what)
 }
 
 // cgroup compiles rootfs's mountCgroup: with a cgroup namespace of its own the hierarchies

@@ -81,7 +81,7 @@ enum {
 	OP_READY = 26,
 	OP_WAIT = 27,       /* ints: fd of exec.fifo */
 	OP_EXEC = 28,       /* ints: argc; strs: argv..., env... */
-	OP_CGROUP_JOIN = 29, /* ints: unshare (1: a cgroup namespace of its own) */
+	OP_CGROUP_JOIN = 29, /* ints: unshare (1: a cgroup namespace of its own); strs: v1 tasks files */
 	OP_LOOPBACK_UP = 30,
 	OP_MAX = 30
 };
@@ -829,15 +829,24 @@ static void run(struct op *ops, uint32_t n)
 		case OP_EXEC: do_exec(o); break;
 		case OP_CGROUP_JOIN:
 			/*
-			 * The runtime moves the init into the container's cgroup while the init
-			 * sets up what comes before (on cgroup v1 the move waits for an RCU grace
-			 * period), and says 'a' when it is done; the runtime gone, the read ends
-			 * the init. The cgroup namespace, rooted at the cgroup the process is in
-			 * when it is made, comes after.
+			 * The runtime makes the container's cgroup while the init sets up what
+			 * comes before, and says 'a' when it is made (on a hybrid layout, once it
+			 * has moved the init into its cgroup2 part); the runtime gone, the read
+			 * ends the init. The init then moves itself into each v1 hierarchy:
+			 * writing "0" to "tasks" moves the calling thread alone (this process has
+			 * no other), which the kernel does without cgroup_threadgroup_rwsem, whose
+			 * writer would wait for an RCU grace period. The cgroup namespace, rooted
+			 * at the cgroup the process is in when it is made, comes after.
 			 */
 			sock_readall(sock, &tag, 1);
 			if (tag != 'a')
-				fail(EPROTO, "the runtime did not place the init in its cgroup");
+				fail(EPROTO, "the runtime did not make the init's cgroup");
+			for (uint32_t i = 0; i < o->nstr; i++) {
+				int fd = open(o->strs[i], O_WRONLY | O_CLOEXEC);
+				if (fd < 0 || write(fd, "0", 1) != 1)
+					fail(errno, "join cgroup: write 0 to %s", o->strs[i]);
+				close(fd);
+			}
 			if (get(o, 0) && unshare(CLONE_NEWCGROUP) < 0)
 				fail(errno, "unshare the cgroup namespace");
 			break;
@@ -847,7 +856,8 @@ static void run(struct op *ops, uint32_t n)
 	fail(EINVAL, "the plan ended without an exec");
 }
 
-/* The number of ints and strings each operation takes; -1: any number from the minimum. */
+/* The number of ints and strings each operation takes; -N: N or more; ANY: any number. */
+#define ANY (-100000)
 static const struct {
 	int nint, nstr;
 } shape[OP_MAX + 1] = {
@@ -859,7 +869,7 @@ static const struct {
 	[OP_LOOKPATH] = {0, 2}, [OP_CLOSE_RANGE] = {1, 0}, [OP_CHDIR] = {1, 1},
 	[OP_SECCOMP] = {1, 1}, [OP_CAPBSET] = {2, 0}, [OP_SETUSER] = {-3, 0},
 	[OP_CAPSET] = {3, 0}, [OP_AMBIENT] = {2, 0}, [OP_NNP] = {0, 0}, [OP_READY] = {0, 0},
-	[OP_WAIT] = {1, 0}, [OP_EXEC] = {1, -1}, [OP_CGROUP_JOIN] = {1, 0}, [OP_LOOPBACK_UP] = {0, 0},
+	[OP_WAIT] = {1, 0}, [OP_EXEC] = {1, -1}, [OP_CGROUP_JOIN] = {1, ANY}, [OP_LOOPBACK_UP] = {0, 0},
 };
 
 static uint32_t u32(const char *p)
@@ -903,7 +913,8 @@ static struct op *decode(char *msg, uint32_t total, uint32_t *nops)
 			fail(EINVAL, "plan: unknown operation %u", o->code);
 		if ((shape[o->code].nint >= 0 && o->nint != (uint32_t)shape[o->code].nint) ||
 		    (shape[o->code].nint < 0 && o->nint < (uint32_t)-shape[o->code].nint) ||
-		    (shape[o->code].nstr >= 0 && o->nstr != (uint32_t)shape[o->code].nstr))
+		    (shape[o->code].nstr >= 0 && o->nstr != (uint32_t)shape[o->code].nstr) ||
+		    (shape[o->code].nstr < 0 && shape[o->code].nstr != ANY && o->nstr < (uint32_t)-shape[o->code].nstr))
 			fail(EINVAL, "plan: operation %u with %u ints and %u strings", o->code, o->nint, o->nstr);
 		if (o->nint > (end - p) / 8)
 			fail(EINVAL, "plan: operation %u overruns its ints", o->code);

@@ -65,8 +65,9 @@ type Manager interface {
 	// TasksFiles are the v1 hierarchies' "tasks" files of the cgroup. A single-threaded
 	// process moves itself into the cgroup by writing "0" into each: the kernel then moves
 	// only the calling thread and skips cgroup_threadgroup_rwsem, whose writer waits for an
-	// RCU grace period (5-12 ms measured here) when no other move came moments before
-	// (TestSelfJoinSkipsTheGracePeriod). Empty without v1 hierarchies.
+	// RCU grace period when no other move came moments before (here 7 ms by pid against
+	// 0.03 ms by "0", docs/benchmarks.md; TestTasksFilesSelfJoin checks the join). Empty
+	// without v1 hierarchies.
 	TasksFiles() []string
 	// AddProcUnified moves pid into the cgroup in the cgroup2 hierarchy of a hybrid layout
 	// (the v1 ones are left to TasksFiles); nothing on the other layouts.

@@ -346,3 +346,74 @@ func TestKillSignal(t *testing.T) {
 		t.Fatalf("process ended by %v, want SIGTERM", sig)
 	}
 }
+
+// A single-threaded process that writes "0" into each of TasksFiles is in the cgroup in
+// every v1 hierarchy, and AddProcUnified adds the cgroup2 part of a hybrid layout: the
+// init's own join (runtime.lateCgroupJoin).
+func TestTasksFilesSelfJoin(t *testing.T) {
+	m := newCgroup(t, nil)
+	files := m.TasksFiles()
+	l := hostLayout(t)
+	if l == Unified {
+		if len(files) != 0 {
+			t.Fatalf("TasksFiles on cgroup v2: %v", files)
+		}
+		t.Skip("cgroup v2 host: the init is born in its cgroup (CLONE_INTO_CGROUP), nothing joins by tasks")
+	}
+	paths := m.Paths()
+	if want := len(paths); l == Hybrid && len(files) != want-1 || l == Legacy && len(files) != want {
+		t.Fatalf("TasksFiles %v for the paths %v", files, paths)
+	}
+	// busybox sh is one thread: it moves itself, then reports where it is (cat inherits).
+	script := "for f in " + strings.Join(files, " ") + "; do echo 0 > $f || exit 1; done; echo joined; read x; cat /proc/$$/cgroup"
+	cmd := exec.Command(busybox(t), "sh", "-c", script)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	buf := make([]byte, 7)
+	if _, err := pr.Read(buf); err != nil || string(buf) != "joined\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the self-join failed: %q %v", buf, err)
+	}
+	if err := m.AddProcUnified(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+	b := make([]byte, 4096)
+	for {
+		n, err := pr.Read(b)
+		out.Write(b[:n])
+		if err != nil {
+			break
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sh: %v", err)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if f := strings.SplitN(line, ":", 3); len(f) == 3 {
+			for _, c := range strings.Split(f[1], ",") {
+				got[c] = f[2]
+			}
+		}
+	}
+	for k, d := range paths {
+		want := "/berth/" + filepath.Base(d)
+		if got[k] != want {
+			t.Errorf("the %s hierarchy: the process was in %q, want %s\n%s", hierName(k), got[k], want, out.String())
+		}
+	}
+}

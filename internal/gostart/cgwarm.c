@@ -1,6 +1,6 @@
 /*
  * The cgroup attach's wait, begun before the Go runtime starts (`berth run`, `berth start`,
- * `berth-runtime create` and `run`, as root), on a hybrid layout only.
+ * `berth-runtime create` and `run`, as root), where the init may still be moved by pid.
  *
  * On cgroup v1 moving a process into a cgroup by pid (cgroup.procs) takes
  * cgroup_threadgroup_rwsem for writing, and a writer that finds the semaphore idle first
@@ -13,9 +13,10 @@
  * process into the cgroup it is already in, which changes nothing, while the Go runtime
  * starts and the command parses its arguments, prepares the image, the snapshot and the
  * monitor; the init's move, milliseconds later, then finds the grace period passed or under
- * way. On pure v1 nothing waits and nothing is done (the warm-up would hold cgroup_mutex
- * through a grace period, in the way of the container's mkdirs and join); on cgroup v2 the
- * init is born in its cgroup (CLONE_INTO_CGROUP).
+ * way. A plain `berth run` on pure v1 has nothing to wait for and warms nothing (the
+ * warm-up would hold cgroup_mutex through a grace period, in the way of the container's
+ * mkdirs and join; see wanted); on cgroup v2 the init is born in its cgroup
+ * (CLONE_INTO_CGROUP).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -64,6 +65,8 @@ static ssize_t read_small(const char *path, char *buf, size_t size)
 
 /* wanted tells whether this command starts a container: argv[0]'s base name and argv[1]
  * from /proc/self/cmdline (musl calls constructors without argc and argv). */
+static int hybrid(void);
+
 static int wanted(void)
 {
 	char buf[4096];
@@ -85,6 +88,27 @@ static int wanted(void)
 	for (const char *a = cmd; ok && a < end; a += strlen(a) + 1)
 		if (strcmp(a, "--runtime") == 0 || strncmp(a, "--runtime=", 10) == 0 || strcmp(a, "--help") == 0)
 			ok = 0;
+	if (ok && !hybrid() && strcmp(base, "berth") == 0 && strcmp(cmd, "run") == 0) {
+		/* Pure v1: `berth run`'s init joins its cgroup itself unless it has a terminal
+		 * (the Go init, which the runtime moves by pid) or a user namespace; warm only
+		 * for those, as far as the arguments tell: -t in a cluster of short flags, --tty,
+		 * --userns, anywhere (a program's own -t counts too: a warm-up too many is the
+		 * old behaviour, not an error). `berth start` and berth-runtime do not have the
+		 * container's config on their command line, and keep the warm-up. */
+		ok = 0;
+		for (const char *a = cmd; a < end; a += strlen(a) + 1) {
+			if (strcmp(a, "--tty") == 0 || strncmp(a, "--tty=", 6) == 0 || strcmp(a, "--userns") == 0 ||
+			    strncmp(a, "--userns=", 9) == 0)
+				ok = 1;
+			if (a[0] == '-' && a[1] != '-' && a[1] != 0) {
+				const char *c = a + 1;
+				while ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z'))
+					c++;
+				if (*c == 0 && strchr(a + 1, 't') != NULL)
+					ok = 1;
+			}
+		}
+	}
 	return ok;
 }
 
@@ -119,10 +143,10 @@ static int find_procs(void)
 	return w > 0 && (size_t)w < sizeof procs_path && access(procs_path, W_OK) == 0;
 }
 
-/* hybrid tells whether a cgroup2 hierarchy is mounted beside the v1 ones: only there is
- * the init still moved by pid (into the cgroup2 part). On pure v1 it joins its cgroup
- * itself without the wait (runtime.lateCgroupJoin), and a warm-up would only hold
- * cgroup_mutex through a grace period, in the way of the container's mkdirs and join. */
+/* hybrid tells whether a cgroup2 hierarchy is mounted beside the v1 ones: there the init is
+ * still moved by pid (into the cgroup2 part). On pure v1 it joins its cgroup itself without
+ * the wait (runtime.lateCgroupJoin), and a warm-up would only hold cgroup_mutex through a
+ * grace period, in the way of the container's mkdirs and join (see wanted). */
 static int hybrid(void)
 {
 	struct statfs fs;
@@ -131,7 +155,7 @@ static int hybrid(void)
 
 void berth_gostart_cgroup_warmup(void)
 {
-	if (geteuid() != 0 || !hybrid() || !wanted() || !find_procs())
+	if (geteuid() != 0 || !wanted() || !find_procs())
 		return;
 	pthread_attr_t attr;
 	pthread_t t;

@@ -68,9 +68,15 @@ func (e *Engine) Start(ref string, want byte) (*Session, error) {
 		case StatusRestarting:
 			l.unlock()
 			return nil, fmt.Errorf("cannot start container %s: it is restarting (stop it first)", c.Name)
-		case StatusExited:
-			// The last run is over and recorded; its monitor is saying goodbye to its
-			// clients. It holds nothing the new run needs, but one monitor at a time.
+		case StatusExited, StatusRunning:
+			if st.Status == StatusRunning && st.Pid <= 0 {
+				l.unlock()
+				return nil, fmt.Errorf("cannot start container %s: it is being started by another berth", c.Name)
+			}
+			// The last run is over (its init, checked above, is gone) and recorded, or
+			// being recorded by its monitor's exit helper; the monitor is saying goodbye
+			// to its clients. It holds nothing the new run needs, but one monitor at a
+			// time.
 			l.unlock()
 			if !waitPidGone(st.MonitorPid, st.MonitorStart, 5*time.Second) {
 				return nil, fmt.Errorf("cannot start container %s: the monitor %d of its last run does not exit", c.Name, st.MonitorPid)

@@ -549,3 +549,30 @@ func TestLogs(t *testing.T) {
 		}
 	}
 }
+
+// A start right after the container's process died starts it again. A start that comes
+// while the monitor is still recording the exit (before its exit helper holds the lock)
+// waits for the monitor rather than take the dying run for a start in progress; that
+// window is narrow here, and TestNsModesPid met it under CI's load.
+func TestStartRightAfterDeath(t *testing.T) {
+	h := newHarness(t)
+	h.ok("run", "-d", "--name", "phoenix", "busybox", "sleep", "1000")
+	for i := 0; i < 5; i++ {
+		pid, err := strconv.Atoi(h.inspect("phoenix", "{{.State.Pid}}"))
+		if err != nil || pid <= 0 {
+			t.Fatalf("round %d: pid %d %v", i, pid, err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		// Started as soon as the process is gone: its monitor is handling the exit then.
+		eventually(t, 5*time.Second, "the process to die", func() bool { return syscall.Kill(pid, 0) != nil })
+		if r := h.run("start", "phoenix"); r.code != 0 || r.stdout != "phoenix\n" {
+			t.Fatalf("round %d: start right after the death: %s", i, r)
+		}
+		if st := h.state("phoenix"); st.Status != "running" {
+			t.Fatalf("round %d: after the start: %+v", i, st)
+		}
+	}
+	h.ok("rm", "-f", "phoenix")
+}

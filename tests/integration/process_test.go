@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"errors"
 	"io"
 	"net"
@@ -268,5 +269,55 @@ func TestRunOnCallersTerminal(t *testing.T) {
 	}
 	if !strings.Contains(out, "tty=/dev/pts/") || !strings.Contains(out, "echoed=hello") {
 		t.Errorf("screen %q: want the container's own pty and the typed line echoed", out)
+	}
+}
+
+// The init is in the container's cgroup in every hierarchy the runtime recorded, whether it
+// joined the v1 ones itself (the C init, lateCgroupJoin) or was moved there (the Go init,
+// which has threads). Read from the host, with the program already running.
+func TestInitInItsCgroupEverywhere(t *testing.T) {
+	r := newRT(t)
+	for _, c := range []struct {
+		id     string
+		goInit bool
+	}{{"cg-plan", false}, {"cg-go", true}} {
+		b := newBundle(t, "sleep 1000")
+		if c.goInit {
+			b.Spec.Annotations = map[string]string{"org.berth.init": "go"}
+			r.allowGoInit(c.id)
+		}
+		b.save(t)
+		r.mustOK("run", "--detach", "--bundle", b.Dir, c.id)
+		st := r.state(c.id)
+		if st.Pid <= 0 {
+			t.Fatalf("%s: no pid in %+v", c.id, st)
+		}
+		var rec struct {
+			CgroupPaths map[string]string `json:"cgroupPaths"`
+		}
+		raw, err := os.ReadFile(filepath.Join(r.root, c.id, "state.json"))
+		if err != nil || json.Unmarshal(raw, &rec) != nil || len(rec.CgroupPaths) == 0 {
+			t.Fatalf("%s: the record's cgroup paths: %v %s", c.id, err, raw)
+		}
+		own, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", st.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSpace(string(own)), "\n") {
+			if f := strings.SplitN(line, ":", 3); len(f) == 3 {
+				for _, k := range strings.Split(f[1], ",") {
+					in[k], in[strings.TrimPrefix(k, "name=")] = f[2], f[2]
+				}
+			}
+		}
+		for k, dir := range rec.CgroupPaths {
+			if got := in[k]; got == "" || !strings.HasSuffix(dir, got) {
+				t.Errorf("%s: in the %q hierarchy the init is in %q; its cgroup is %s\n%s", c.id, k, got, dir, own)
+			}
+		}
+		if how := r.lastInit(c.id); (how == "plan") == c.goInit {
+			t.Errorf("%s: init %q", c.id, how)
+		}
 	}
 }

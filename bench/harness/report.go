@@ -132,7 +132,7 @@ func (r *Report) WriteText(w io.Writer) {
 	if len(r.Headlines) > 0 {
 		fmt.Fprintf(w, "\nheadline ratios (median of paired ratios, berth / baseline; below 1 is berth faster or smaller)\n")
 		for _, h := range r.Headlines {
-			fmt.Fprintf(w, "   %-42s %.2f× (%.2f–%.2f)\n", h.Label, h.Ratio.Median, h.Ratio.Min, h.Ratio.Max)
+			fmt.Fprintf(w, "   %-42s %.3f× (%.2f–%.2f)\n", h.Label, h.Ratio.Median, h.Ratio.Min, h.Ratio.Max)
 		}
 	}
 }
@@ -171,7 +171,7 @@ func (r *Report) Markdown(chart string) string {
 	if len(r.Headlines) > 0 {
 		b.WriteString("\n### Headline ratios\n\nMedian of the paired ratios berth / baseline (range over the pairs); below 1 means berth is faster or smaller.\n\n| comparison | ratio | range |\n| --- | --- | --- |\n")
 		for _, h := range r.Headlines {
-			fmt.Fprintf(&b, "| %s | %.2f× | %.2f–%.2f |\n", h.Label, h.Ratio.Median, h.Ratio.Min, h.Ratio.Max)
+			fmt.Fprintf(&b, "| %s | %.3f× | %.2f–%.2f |\n", h.Label, h.Ratio.Median, h.Ratio.Min, h.Ratio.Max)
 		}
 	}
 	for _, s := range r.Sections {

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-containers/berth/internal/network"
+	"github.com/berth-containers/berth/internal/runtime"
 )
 
 // `--network none` is handled by the engine alone: the runtime makes the network
@@ -90,29 +91,7 @@ func loUpIn(pid int) error {
 			errc <- fmt.Errorf("network none: join %s: %w", p, err)
 			return
 		}
-		errc <- loUp()
+		errc <- runtime.LoopbackUp()
 	}()
 	return <-errc
-}
-
-// loUp sets lo up in the calling thread's network namespace, with the ioctl that needs
-// no netlink socket.
-func loUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("network namespace: socket: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("network namespace: get the flags of lo: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("network namespace: set lo up: %w", err)
-	}
-	return nil
 }

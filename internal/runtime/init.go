@@ -115,7 +115,7 @@ func (in *initProcess) setupContainer() error {
 		}
 	}
 	if in.cfg.Creates&unix.CLONE_NEWNET != 0 && spec.Annotations[AnnotationLoopback] == "up" {
-		if err := loopbackUp(); err != nil {
+		if err := LoopbackUp(); err != nil {
 			return err
 		}
 	}
@@ -464,8 +464,9 @@ func checkExecutable(p string) error {
 	return nil
 }
 
-// loopbackUp sets lo up in this process's network namespace (AnnotationLoopback).
-func loopbackUp() error {
+// LoopbackUp sets lo up in the calling thread's network namespace (AnnotationLoopback; the
+// engine's loUpIn for another runtime's container), with the ioctls that need no netlink.
+func LoopbackUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("set lo up: socket: %w", err)

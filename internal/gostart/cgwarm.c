@@ -63,10 +63,11 @@ static ssize_t read_small(const char *path, char *buf, size_t size)
 	return n;
 }
 
-/* wanted tells whether this command starts a container: argv[0]'s base name and argv[1]
- * from /proc/self/cmdline (musl calls constructors without argc and argv). */
 static int hybrid(void);
 
+/* wanted tells whether this command starts a container whose init may be moved into its
+ * cgroup by pid: argv[0]'s base name and the arguments from /proc/self/cmdline (musl calls
+ * constructors without argc and argv). */
 static int wanted(void)
 {
 	char buf[4096];

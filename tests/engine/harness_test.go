@@ -44,6 +44,9 @@ func TestMain(m *testing.M) {
 	berthBin = filepath.Join(dir, "berth")
 	code := 1
 	cgroupsBefore := berthCgroups()
+	// A bridge network turns IPv4 forwarding on, as Docker does; the tests leave the host
+	// as they found it.
+	fwd, fwdErr := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
 	if err := build(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	} else {
@@ -63,6 +66,9 @@ func TestMain(m *testing.M) {
 	parents, _ := filepath.Glob("/sys/fs/cgroup/*/berth")
 	for _, p := range append(parents, "/sys/fs/cgroup/berth") {
 		syscall.Rmdir(p)
+	}
+	if fwdErr == nil {
+		os.WriteFile("/proc/sys/net/ipv4/ip_forward", fwd, 0o644)
 	}
 	os.Exit(code)
 }

@@ -69,9 +69,11 @@ type Manager interface {
 	// 0.03 ms by "0", docs/benchmarks.md; TestTasksFilesSelfJoin checks the join). Empty
 	// without v1 hierarchies.
 	TasksFiles() []string
-	// AddProcUnified moves pid into the cgroup in the cgroup2 hierarchy of a hybrid layout
-	// (the v1 ones are left to TasksFiles); nothing on the other layouts.
-	AddProcUnified(pid int) error
+	// UnifiedFD makes, if need be, and opens the cgroup's directory in the cgroup2
+	// hierarchy of a hybrid layout, for clone3(CLONE_INTO_CGROUP): a process born there
+	// is in that part of the cgroup without a move by pid, and takes the v1 ones through
+	// TasksFiles. ok is false on the other layouts.
+	UnifiedFD() (fd int, ok bool, err error)
 	// CgroupFD opens the v2 directory for clone3(CLONE_INTO_CGROUP). ok is false where the
 	// layout has no v2 directory that holds the container's controllers (v1, hybrid).
 	CgroupFD() (fd int, ok bool, err error)

@@ -421,14 +421,22 @@ func (m *manager) TasksFiles() []string {
 	return files
 }
 
-func (m *manager) AddProcUnified(pid int) error {
+func (m *manager) UnifiedFD() (int, bool, error) {
 	if m.layout != Hybrid || m.v2dir == "" {
-		return nil
+		return -1, false, nil
 	}
-	if err := writeFile(m.v2dir, "cgroup.procs", strconv.Itoa(pid)); err != nil {
-		return fmt.Errorf("cgroups: add process %d: %w", pid, err)
+	// The directories only: Create, which may come later, enables what the resources
+	// need and applies them (a hybrid layout's cgroup2 part holds no controller berth
+	// needs for a process to join it).
+	var created []string
+	if err := m.makeV2(nil, nil, &created); err != nil {
+		return -1, false, err
 	}
-	return nil
+	fd, err := openRetry(m.v2dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return -1, false, fmt.Errorf("cgroups: open %s for CLONE_INTO_CGROUP: %w", m.v2dir, err)
+	}
+	return fd, true, nil
 }
 
 func (m *manager) allDirs() []string {

@@ -348,8 +348,8 @@ func TestKillSignal(t *testing.T) {
 }
 
 // A single-threaded process that writes "0" into each of TasksFiles is in the cgroup in
-// every v1 hierarchy, and AddProcUnified adds the cgroup2 part of a hybrid layout: the
-// init's own join (runtime.lateCgroupJoin).
+// every v1 hierarchy: the init's own join (runtime.lateCgroupJoin). UnifiedFD opens the
+// cgroup2 part of a hybrid layout, and nothing elsewhere.
 func TestTasksFilesSelfJoin(t *testing.T) {
 	m := newCgroup(t, nil)
 	files := m.TasksFiles()
@@ -359,6 +359,17 @@ func TestTasksFilesSelfJoin(t *testing.T) {
 			t.Fatalf("TasksFiles on cgroup v2: %v", files)
 		}
 		t.Skip("cgroup v2 host: the init is born in its cgroup (CLONE_INTO_CGROUP), nothing joins by tasks")
+	}
+	fd, ok, err := m.UnifiedFD()
+	if err != nil || ok != (l == Hybrid) {
+		t.Fatalf("UnifiedFD on %v: ok %v, %v", l, ok, err)
+	}
+	if ok {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			t.Errorf("UnifiedFD gave no directory: %v", err)
+		}
+		unix.Close(fd)
 	}
 	paths := m.Paths()
 	if want := len(paths); l == Hybrid && len(files) != want-1 || l == Legacy && len(files) != want {
@@ -387,8 +398,11 @@ func TestTasksFilesSelfJoin(t *testing.T) {
 		cmd.Wait()
 		t.Fatalf("the self-join failed: %q %v", buf, err)
 	}
-	if err := m.AddProcUnified(cmd.Process.Pid); err != nil {
-		t.Fatal(err)
+	if l == Hybrid {
+		// The cgroup2 part: the init is born there (UnifiedFD); here a move by pid.
+		if err := writeFile(paths[""], "cgroup.procs", strconv.Itoa(cmd.Process.Pid)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	in.Close()
 	b := make([]byte, 4096)

@@ -21,7 +21,7 @@ type none struct{}
 func (none) Create() error                      { return nil }
 func (none) AddProc(int) error                  { return nil }
 func (none) TasksFiles() []string               { return nil }
-func (none) AddProcUnified(int) error           { return nil }
+func (none) UnifiedFD() (int, bool, error)      { return -1, false, nil }
 func (none) CgroupFD() (int, bool, error)       { return -1, false, nil }
 func (none) Update(*specs.LinuxResources) error { return fmt.Errorf("update: %w", ErrNoCgroup) }
 func (none) Pids() ([]int, error)               { return nil, ErrNoCgroup }

@@ -97,11 +97,10 @@ func (p *preMonitor) close() {
 }
 
 // BeginRun starts, as `berth run` begins, the work of its container's start that waits for
-// the kernel rather than for the CPU, while the command line is parsed and the image found:
-// it begins the cgroup attach's wait (WarmCgroupAttach, unless the C constructor of package
-// gostart began it already: CgroupWarmed), picks the container's id, makes its (locked)
-// .creating- directory and its cgroup (whose mkdirs wait for that wait: the warm-up holds
-// cgroup_mutex through it). Create takes them over (CreateOptions.
+// the kernel rather than for the CPU, while the command line is parsed and the image found
+// (the cgroup attach's wait, where there is one, began in package gostart's C
+// constructor): it picks the container's id, makes its (locked) .creating- directory and
+// its cgroup. Create takes them over (CreateOptions.
 // StartAfter); a process killed meanwhile leaves a .creating- directory, which the next
 // listing removes with the cgroup. Only as root with the built-in runtime; root is the
 // engine root (DefaultRoot when empty).
@@ -111,7 +110,6 @@ func BeginRun(root string) {
 		go func() {
 			defer close(begun.done)
 			trace("begin run")
-			WarmCgroupAttach()
 			begun.run = beginRun(root)
 			trace("begun")
 			go warmJSON()

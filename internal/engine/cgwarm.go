@@ -2,22 +2,22 @@ package engine
 
 import (
 	"os"
-
-	"golang.org/x/sys/unix"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 )
 
-// On cgroup v1, moving a process into a cgroup takes the kernel's cgroup_threadgroup_rwsem
-// for writing, which first waits for an RCU grace period unless one passed moments ago:
-// 7-15 ms here, the largest single wait of a container start (the runtime's move of the
-// init into the container's cgroups). The wait is the same whoever causes it, so a start
-// begins it early: it moves this process into the cgroup it is already in (which changes
-// nothing) on a thread of its own, while the image, snapshot, monitor, network and spec
-// are made; the init's move then finds the grace period passed or under way. On cgroup
-// v2 the init is born in its cgroup (CLONE_INTO_CGROUP) and nothing waits.
+// On cgroup v1, moving a process into a cgroup by pid takes the kernel's
+// cgroup_threadgroup_rwsem for writing, which first waits for an RCU grace period unless
+// one passed moments ago: 5-12 ms here. The init of most containers avoids it (it joins
+// its cgroup itself, runtime.lateCgroupJoin); the Go init (a terminal) and a user
+// namespace's are still moved by pid. For those, a start begins the wait early: it moves
+// this process into the cgroup it is already in (which changes nothing) on a thread of its
+// own, while the image, snapshot, monitor, network and spec are made; the init's move then
+// finds the grace period passed or under way. For the others a warm-up would only hold
+// cgroup_mutex through a grace period, in the way of the container's mkdirs and of the
+// init's own join. On cgroup v2 the init is born in its cgroup and nothing waits.
 var warmOnce sync.Once
 
 // CgroupWarmed records that this process began that wait before the Go runtime started
@@ -30,7 +30,7 @@ func CgroupWarmed() { warmOnce.Do(func() {}) }
 // (root, and a cgroup v1 hierarchy with a controller).
 func WarmCgroupAttach() {
 	warmOnce.Do(func() {
-		if os.Geteuid() != 0 || !hybridCgroups() {
+		if os.Geteuid() != 0 {
 			return
 		}
 		b, err := os.ReadFile("/proc/self/cgroup")
@@ -72,13 +72,8 @@ func WarmCgroupAttach() {
 	})
 }
 
-// hybridCgroups tells whether a cgroup2 hierarchy is mounted beside the v1 ones
-// (/sys/fs/cgroup/unified). Only there does a container's start still move its init by pid
-// (into the cgroup2 part), so only there is the warm-up worth it; on pure v1 the init
-// joins its cgroup itself without waiting (runtime.lateCgroupJoin), and a warm-up would
-// only hold cgroup_mutex through a grace period, in the way of the container's own mkdirs
-// and of that join.
-func hybridCgroups() bool {
-	var fs unix.Statfs_t
-	return unix.Statfs("/sys/fs/cgroup/unified", &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC
+// movedByPid tells whether c's init will be moved into its cgroup by pid: the Go init of a
+// terminal, or an init in a user namespace (runtime.lateCgroupJoin).
+func movedByPid(c *Container) bool {
+	return c.Config.Tty || c.UserNSMap != nil || c.HostConfig.UsernsMode != ""
 }

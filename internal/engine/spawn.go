@@ -26,7 +26,9 @@ import (
 // startHere starts the container whose directory l is locked; it unlocks it.
 func (e *Engine) startHere(l *lockedDir, c *Container, st *State, rt ociRuntime, want byte) (*Session, error) {
 	defer l.unlock()
-	WarmCgroupAttach()
+	if movedByPid(c) {
+		WarmCgroupAttach()
+	}
 	if pm := e.preMon; pm != nil {
 		e.preMon = nil
 		return e.startWithMonitor(l, c, st, rt, want, pm)

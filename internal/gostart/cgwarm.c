@@ -4,19 +4,18 @@
  *
  * On cgroup v1 moving a process into a cgroup by pid (cgroup.procs) takes
  * cgroup_threadgroup_rwsem for writing, and a writer that finds the semaphore idle first
- * waits for an RCU grace period (rcu_sync_enter): 5-12 ms measured on the CI host. The
- * container's init avoids it on the v1 hierarchies by moving itself ("0" into "tasks", a
- * single thread's move, which skips the semaphore: runtime.lateCgroupJoin). On a hybrid
- * layout it must still be moved by pid into the cgroup2 hierarchy, and there the wait
- * remains. It is the same whoever causes it, and it is skipped by a writer that comes
- * within about a grace period of another. So the start begins it: a thread moves this
- * process into the cgroup it is already in, which changes nothing, while the Go runtime
- * starts and the command parses its arguments, prepares the image, the snapshot and the
- * monitor; the init's move, milliseconds later, then finds the grace period passed or under
- * way. A plain `berth run` on pure v1 has nothing to wait for and warms nothing (the
+ * waits for an RCU grace period (rcu_sync_enter): 5-12 ms measured on the CI host. Most
+ * inits avoid it: single-threaded in their C stage, they move themselves ("0" into
+ * "tasks", a single thread's move, which skips the semaphore), and on a hybrid layout they
+ * are born in the cgroup2 part (runtime.lateCgroupJoin). The Go init (a terminal) and an
+ * init in a user namespace are still moved by pid. The wait is the same whoever causes it,
+ * and it is skipped by a writer that comes within about a grace period of another. So for
+ * those the start begins it: a thread moves this process into the cgroup it is already in,
+ * which changes nothing, while the Go runtime starts and the command parses its arguments,
+ * prepares the image, the snapshot and the monitor; the init's move, milliseconds later,
+ * then finds the grace period passed or under way. For the others nothing is done: the
  * warm-up would hold cgroup_mutex through a grace period, in the way of the container's
- * mkdirs and join; see wanted); on cgroup v2 the init is born in its cgroup
- * (CLONE_INTO_CGROUP).
+ * mkdirs and join (see wanted). On cgroup v2 the init is born in its cgroup.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -24,8 +23,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/vfs.h>
-#include <linux/magic.h>
 
 int berth_gostart_cgroup_warm; /* 1 once the thread is started (gostart.CgroupWarmStarted) */
 
@@ -63,8 +60,6 @@ static ssize_t read_small(const char *path, char *buf, size_t size)
 	return n;
 }
 
-static int hybrid(void);
-
 /* wanted tells whether this command starts a container whose init may be moved into its
  * cgroup by pid: argv[0]'s base name and the arguments from /proc/self/cmdline (musl calls
  * constructors without argc and argv). */
@@ -89,8 +84,8 @@ static int wanted(void)
 	for (const char *a = cmd; ok && a < end; a += strlen(a) + 1)
 		if (strcmp(a, "--runtime") == 0 || strncmp(a, "--runtime=", 10) == 0 || strcmp(a, "--help") == 0)
 			ok = 0;
-	if (ok && !hybrid() && strcmp(base, "berth") == 0 && strcmp(cmd, "run") == 0) {
-		/* Pure v1: `berth run`'s init joins its cgroup itself unless it has a terminal
+	if (ok && strcmp(base, "berth") == 0 && strcmp(cmd, "run") == 0) {
+		/* `berth run`'s init joins its cgroup itself unless it has a terminal
 		 * (the Go init, which the runtime moves by pid) or a user namespace; warm only
 		 * for those, as far as the arguments tell: -t in a cluster of short flags, --tty,
 		 * --userns, anywhere (a program's own -t counts too: a warm-up too many is the
@@ -142,16 +137,6 @@ static int find_procs(void)
 	int w = snprintf(procs_path, sizeof procs_path, "/sys/fs/cgroup/%s%s%scgroup.procs", best_ctrl, best_path,
 			 best_path[strlen(best_path) - 1] == '/' ? "" : "/");
 	return w > 0 && (size_t)w < sizeof procs_path && access(procs_path, W_OK) == 0;
-}
-
-/* hybrid tells whether a cgroup2 hierarchy is mounted beside the v1 ones: there the init is
- * still moved by pid (into the cgroup2 part). On pure v1 it joins its cgroup itself without
- * the wait (runtime.lateCgroupJoin), and a warm-up would only hold cgroup_mutex through a
- * grace period, in the way of the container's mkdirs and join (see wanted). */
-static int hybrid(void)
-{
-	struct statfs fs;
-	return statfs("/sys/fs/cgroup/unified", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
 }
 
 void berth_gostart_cgroup_warmup(void)

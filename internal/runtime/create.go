@@ -193,8 +193,8 @@ type creation struct {
 // grace period (5-12 ms in the benchmark's runs) unless another move came moments before.
 // The init, single-threaded in its C stage, moves itself instead (opCgroupJoin: "0" into
 // each v1 hierarchy's tasks file, which skips that lock) once the runtime has made the
-// cgroup beside the init's start; on a hybrid layout the runtime moves it into the
-// cgroup2 part by pid first (the wait remains there). The join comes before the first
+// cgroup beside the init's start; on a hybrid layout the init is born in the cgroup2 part
+// (clone3 CLONE_INTO_CGROUP, cgroups.Manager.UnifiedFD). The join comes before the first
 // cgroup mount, and the cgroup namespace only after it, rooted at the container's cgroup.
 // Not on v2 (the init is born in its cgroup), with a user namespace, a cgroup namespace
 // joined by path, or hooks that run while the init waits (prestart, createRuntime: they
@@ -297,9 +297,9 @@ func (c *creation) run() error {
 }
 
 // joinCgroup waits for the cgroup and tells the init, which waits for that in its plan
-// and then moves itself into the v1 hierarchies (opCgroupJoin); on a hybrid layout it
-// first moves the init into the cgroup2 part, which only a move by pid can do.
-func (c *creation) joinCgroup(pid int) error {
+// and then moves itself into the v1 hierarchies (opCgroupJoin); on a hybrid layout it was
+// born in the cgroup2 part (UnifiedFD).
+func (c *creation) joinCgroup() error {
 	err := <-c.cgroupMade
 	c.cgroupMade = nil
 	if err != nil {
@@ -307,15 +307,8 @@ func (c *creation) joinCgroup(pid int) error {
 	}
 	Trace("rt cgroup created")
 	// An init that failed meanwhile (a refused mount, say) has exited with its report on
-	// the socket, which the caller reads next: that, not the move, is the error.
-	if err := c.cg.AddProcUnified(pid); err != nil {
-		if st, _, serr := ProcStat(pid); serr != nil || st == 'Z' || st == 'X' {
-			return nil
-		}
-		return fmt.Errorf("cgroup: %w", err)
-	}
-	Trace("rt attached")
-	c.sock.Write([]byte{'a'}) // a failure is the init's exit: see above
+	// the socket, which the caller reads next: that, not this write, is the error.
+	c.sock.Write([]byte{'a'})
 	return nil
 }
 
@@ -396,6 +389,10 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 
 	sys := &syscall.SysProcAttr{}
 	cgfd, useFD, err := c.cg.CgroupFD()
+	if err == nil && !useFD && c.lateCgroup {
+		// A hybrid layout: born in the cgroup2 part, the init joins the v1 ones itself.
+		cgfd, useFD, err = c.cg.UnifiedFD()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("cgroup: %w", err)
 	}
@@ -489,7 +486,7 @@ func (c *creation) spawn(ic *initConfig) (int, error) {
 			return 0, fmt.Errorf("send the setup plan to init: %w", err)
 		}
 		if c.lateCgroup {
-			if err := c.joinCgroup(pid); err != nil {
+			if err := c.joinCgroup(); err != nil {
 				return 0, err
 			}
 		}

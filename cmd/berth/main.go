@@ -61,12 +61,6 @@ func main() {
 		// parsed (engine.BeginRun).
 		engine.BeginRun(os.Getenv("BERTH_ROOT"))
 	}
-	if len(os.Args) > 1 && os.Args[1] == "start" && !hasFlag(os.Args[2:], "--runtime") {
-		// The container's cgroup attach waits for the kernel: begin that wait before
-		// anything else (engine.WarmCgroupAttach). `run` begins it once its container's
-		// cgroup is made (engine.startEarlyCgroup).
-		engine.WarmCgroupAttach()
-	}
 	// The commands are built here rather than in init functions: the init and the helper
 	// above never need them, and they are started on every container's path. `berth run`
 	// builds its own alone (the rest is 0.25-0.4 ms of CPU before it starts its work).

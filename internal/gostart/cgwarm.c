@@ -1,5 +1,5 @@
 /*
- * The cgroup attach's wait, begun before the Go runtime starts (`berth run`, `berth start`,
+ * The cgroup attach's wait, begun before the Go runtime starts (`berth run`,
  * `berth-runtime create` and `run`, as root), where the init may still be moved by pid.
  *
  * On cgroup v1 moving a process into a cgroup by pid (cgroup.procs) takes
@@ -77,7 +77,7 @@ static int wanted(void)
 	base = base ? base + 1 : prog;
 	int ok = 0;
 	if (strcmp(base, "berth") == 0)
-		ok = strcmp(cmd, "run") == 0 || strcmp(cmd, "start") == 0;
+		ok = strcmp(cmd, "run") == 0;
 	else if (strcmp(base, "berth-runtime") == 0)
 		ok = strcmp(cmd, "create") == 0 || strcmp(cmd, "run") == 0;
 	/* Another runtime makes the container (berth run --runtime runc): not ours to warm. */
@@ -89,8 +89,9 @@ static int wanted(void)
 		 * (the Go init, which the runtime moves by pid) or a user namespace; warm only
 		 * for those, as far as the arguments tell: -t in a cluster of short flags, --tty,
 		 * --userns, anywhere (a program's own -t counts too: a warm-up too many is the
-		 * old behaviour, not an error). `berth start` and berth-runtime do not have the
-		 * container's config on their command line, and keep the warm-up. */
+		 * old behaviour, not an error). berth-runtime does not have the container's config
+		 * on its command line, and keeps the warm-up; `berth start` decides in Go, from the
+		 * container's record (engine.WarmCgroupAttach). */
 		ok = 0;
 		for (const char *a = cmd; a < end; a += strlen(a) + 1) {
 			if (strcmp(a, "--tty") == 0 || strncmp(a, "--tty=", 6) == 0 || strcmp(a, "--userns") == 0 ||

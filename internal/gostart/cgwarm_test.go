@@ -66,7 +66,7 @@ func TestCgroupWarmup(t *testing.T) {
 			{"berth", []string{"run", "--rm", "-t", "img"}, v1},
 			{"berth", []string{"run", "--userns=auto", "img"}, v1},
 			{"berth", []string{"run", "-i", "--name", "tty", "img"}, false},
-			{"berth", []string{"start", "c"}, v1},
+			{"berth", []string{"start", "c"}, false},
 			{"berth-runtime", []string{"create", "--bundle", "b", "id"}, v1},
 			{"berth-runtime", []string{"run", "id"}, v1},
 			{"berth", []string{"run", "--runtime", "runc", "img"}, false},

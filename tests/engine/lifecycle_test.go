@@ -550,29 +550,39 @@ func TestLogs(t *testing.T) {
 	}
 }
 
-// A start right after the container's process died starts it again. A start that comes
-// while the monitor is still recording the exit (before its exit helper holds the lock)
-// waits for the monitor rather than take the dying run for a start in progress; that
-// window is narrow here, and TestNsModesPid met it under CI's load.
+// A start that comes after the container's process died but while its monitor is still
+// recording the exit waits for the monitor and starts the container again; it does not
+// take the dying run for a start in progress ("being started by another berth", which
+// TestNsModesPid met under CI's load). The monitor is stopped (SIGSTOP) across the death
+// to hold that window open.
 func TestStartRightAfterDeath(t *testing.T) {
 	h := newHarness(t)
 	h.ok("run", "-d", "--name", "phoenix", "busybox", "sleep", "1000")
-	for i := 0; i < 5; i++ {
-		pid, err := strconv.Atoi(h.inspect("phoenix", "{{.State.Pid}}"))
-		if err != nil || pid <= 0 {
-			t.Fatalf("round %d: pid %d %v", i, pid, err)
-		}
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		// Started as soon as the process is gone: its monitor is handling the exit then.
-		eventually(t, 5*time.Second, "the process to die", func() bool { return syscall.Kill(pid, 0) != nil })
-		if r := h.run("start", "phoenix"); r.code != 0 || r.stdout != "phoenix\n" {
-			t.Fatalf("round %d: start right after the death: %s", i, r)
-		}
-		if st := h.state("phoenix"); st.Status != "running" {
-			t.Fatalf("round %d: after the start: %+v", i, st)
-		}
+	pid, mon := h.state("phoenix").Pid, monitorOf(t, h, "phoenix")
+	if err := syscall.Kill(mon, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(mon, syscall.SIGCONT) })
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// A zombie the stopped monitor cannot reap: dead to berth, its exit not yet recorded.
+	eventually(t, 5*time.Second, "the process to die", func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		return err == nil && strings.Contains(string(b), ") Z ")
+	})
+	if st := h.state("phoenix"); st.Status != "running" {
+		t.Fatalf("before the monitor resumes, the record should still say running: %+v", st)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		syscall.Kill(mon, syscall.SIGCONT)
+	}()
+	if r := h.run("start", "phoenix"); r.code != 0 || r.stdout != "phoenix\n" {
+		t.Fatalf("start while the monitor records the exit: %s", r)
+	}
+	if st := h.state("phoenix"); st.Status != "running" || st.Pid == pid {
+		t.Fatalf("after the start: %+v", st)
 	}
 	h.ok("rm", "-f", "phoenix")
 }

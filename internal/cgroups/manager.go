@@ -425,14 +425,17 @@ func (m *manager) UnifiedFD() (int, bool, error) {
 	if m.layout != Hybrid || m.v2dir == "" {
 		return -1, false, nil
 	}
-	// The directories only: Create, which may come later, enables what the resources
-	// need and applies them (a hybrid layout's cgroup2 part holds no controller berth
-	// needs for a process to join it).
-	var created []string
-	if err := m.makeV2(nil, nil, &created); err != nil {
-		return -1, false, err
-	}
 	fd, err := openRetry(m.v2dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err == unix.ENOENT {
+		// Not made ahead (runtime.EarlyCgroup): the directories only. Create, which may
+		// come later, enables what the resources need and applies them (a hybrid layout's
+		// cgroup2 part holds no controller a process needs to join it).
+		var created []string
+		if err := m.makeV2(nil, nil, &created); err != nil {
+			return -1, false, err
+		}
+		fd, err = openRetry(m.v2dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	}
 	if err != nil {
 		return -1, false, fmt.Errorf("cgroups: open %s for CLONE_INTO_CGROUP: %w", m.v2dir, err)
 	}

@@ -371,6 +371,20 @@ func TestTasksFilesSelfJoin(t *testing.T) {
 		}
 		unix.Close(fd)
 	}
+	// Before any Create, UnifiedFD makes the cgroup2 directory itself.
+	fresh, err := New(Config{ID: testID(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanupCgroup(t, fresh)
+	if fd, ok, err := fresh.UnifiedFD(); err != nil || ok != (l == Hybrid) {
+		t.Fatalf("UnifiedFD of a cgroup not made yet on %v: ok %v, %v", l, ok, err)
+	} else if ok {
+		unix.Close(fd)
+		if st, err := os.Stat(fresh.Paths()[""]); err != nil || !st.IsDir() {
+			t.Errorf("UnifiedFD did not make %s: %v", fresh.Paths()[""], err)
+		}
+	}
 	paths := m.Paths()
 	if want := len(paths); l == Hybrid && len(files) != want-1 || l == Legacy && len(files) != want {
 		t.Fatalf("TasksFiles %v for the paths %v", files, paths)

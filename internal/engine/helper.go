@@ -257,12 +257,10 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		}
 		rootlessRootfsSpec(spec, snap)
 	}
-	loUpAfter := in.LoUp
 	if in.LoUp && rt.name() == "berth" {
 		// The init sets lo up itself, as it sets up its namespaces; another runtime's
-		// container gets it from here once created (loUpIn).
+		// container gets it from here once created (loUpIn below).
 		spec.Annotations[runtime.AnnotationLoopback] = "up"
-		loUpAfter = false
 	}
 	if rt.name() != "berth" {
 		// runc and crun check the version they were built for.
@@ -308,7 +306,7 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 			return 0, err
 		}
 	}
-	if loUpAfter {
+	if in.LoUp && rt.name() != "berth" {
 		if err := loUpIn(pid); err != nil {
 			return 0, err
 		}

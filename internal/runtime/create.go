@@ -117,11 +117,15 @@ func (r *Runtime) Create(id string, o CreateOpts) (err error) {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
 	late := lateCgroupJoin(plan, cg, spec)
+	var tasks []string
+	if late {
+		tasks = cg.TasksFiles()
+	}
 	ip, why, err := compileInitPlan(&planInput{id: id, bundle: bundle, rootfs: rootfsPath(spec, bundle), spec: spec,
 		noPivot: o.NoPivot, noNewKeyring: o.NoNewKeyring, consoleSocket: o.ConsoleSocket, preserveFDs: o.PreserveFDs,
 		userNS: plan.Has(specs.UserNamespace), newNet: plan.Create&unix.CLONE_NEWNET != 0,
 		newCgroup: plan.Create&unix.CLONE_NEWCGROUP != 0, cgroupPaths: cg.Paths(), seccomp: filter, lateCgroup: late,
-		cgroupTasks: cg.TasksFiles()})
+		cgroupTasks: tasks})
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}

@@ -149,7 +149,10 @@ func attachLoop(e *engine.Engine, s *engine.Session, id string, o attachOpts) (i
 	}
 	if o.sigProxy {
 		if o.proxy == nil {
-			o.proxy = startSigProxy(e, false)
+			var err error
+			if o.proxy, err = startSigProxy(e); err != nil {
+				return 125, err
+			}
 		}
 		o.proxy.forward(id)
 		defer o.proxy.stop()

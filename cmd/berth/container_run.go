@@ -532,7 +532,9 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	}
 	var proxy *sigProxy
 	if !f.detach && f.sigProxy && !f.tty {
-		proxy = startSigProxy(e, true)
+		if proxy, err = startSigProxy(e); err != nil {
+			return &exitError{code: 125, err: err}
+		}
 	}
 	o.StartAfter = true
 	c, err := e.Create(o)

@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -141,6 +144,64 @@ func TestForeground(t *testing.T) {
 	if r.stdout != "yes\n" {
 		t.Errorf("--env-file: %s", r)
 	}
+}
+
+// A foreground run forwards the signals it gets to the container's process (Docker's
+// --sig-proxy), and lives on until the container exits; with --sig-proxy=false a signal
+// ends the command alone.
+func TestSigProxyRun(t *testing.T) {
+	h := newHarness(t)
+	script := `trap "echo got USR1" USR1; trap "echo got TERM; exit 7" TERM; echo ready; while true; do sleep 0.1; done`
+	start := func(args ...string) (*exec.Cmd, *bufio.Reader) {
+		cmd := h.cmd(append(args, "busybox", "sh", "-c", script)...)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, bufio.NewReader(out)
+	}
+	expect := func(r *bufio.Reader, want string) {
+		t.Helper()
+		line := make(chan string, 1)
+		go func() {
+			s, _ := r.ReadString('\n')
+			line <- s
+		}()
+		select {
+		case s := <-line:
+			if s != want+"\n" {
+				t.Fatalf("the container printed %q, want %q", s, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the container did not print %q", want)
+		}
+	}
+	cmd, out := start("run", "--rm", "--name", "proxied")
+	expect(out, "ready")
+	cmd.Process.Signal(syscall.SIGUSR1)
+	expect(out, "got USR1")
+	cmd.Process.Signal(syscall.SIGTERM)
+	expect(out, "got TERM")
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 7 {
+		t.Errorf("run with its container ended by the forwarded TERM: %v, want exit 7", err)
+	}
+
+	cmd, out = start("run", "--sig-proxy=false", "--name", "unproxied")
+	expect(out, "ready")
+	cmd.Process.Signal(syscall.SIGTERM)
+	err = cmd.Wait()
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+		t.Errorf("run --sig-proxy=false: %v, want death by SIGTERM", err)
+	}
+	if st := h.state("unproxied"); st.Status != "running" {
+		t.Errorf("without the proxy the container should run on; it is %s", st.Status)
+	}
+	h.ok("rm", "-f", "unproxied")
 }
 
 // -it through a real pty: type a command and read the screen, detach with ctrl-p ctrl-q,

@@ -22,6 +22,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -283,6 +284,7 @@ type mon struct {
 	tty       bool
 	openStdin bool
 	noLog     bool // --log-driver none: no log file; clients still get the output
+	removed   bool // the container was removed; its directory, ours, is ours to delete
 	logMax    int64
 	logFiles  int
 	logFd     int
@@ -491,7 +493,30 @@ func (m *mon) run() int {
 		m.sweepClients()
 	}
 	m.finish()
+	if m.removed {
+		deleteOwnDir()
+	}
 	return 0
+}
+
+// deleteOwnDir deletes our working directory, a removed container's (monitor.RemovedPfx),
+// under its lock: a berth listing that finds it locked leaves it to us.
+func deleteOwnDir() {
+	wd, err := os.Getwd()
+	if err != nil || !strings.HasPrefix(filepath.Base(wd), monitor.RemovedPfx) {
+		return
+	}
+	fd, err := unix.Open(".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return
+	}
+	if err := os.RemoveAll(wd); err != nil {
+		logf("delete %s: %s", wd, err.Error())
+	}
 }
 
 func listenUnix(path string, backlog int) (int, error) {
@@ -686,7 +711,11 @@ func (m *mon) helperDone() {
 				return
 			}
 		}
-		if out != "done" {
+		switch out {
+		case "removed":
+			m.removed = true
+		case "done":
+		default:
 			logf("exit helper: %s", out)
 		}
 		m.done = true

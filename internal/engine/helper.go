@@ -649,10 +649,15 @@ func (e *Engine) teardownRemoving(l *lockedDir, c *Container, st *State, rt ociR
 		if removeSnapshot {
 			// Remove unmounts first. The container's processes are gone (its init has
 			// exited, which in a pid namespace of its own ends every process in it), so
-			// nothing writes to the upper directory while it goes.
+			// nothing writes to the upper directory while it goes. Its files are moved
+			// into the container's directory, whose monitor deletes them with it
+			// (monitor.RemovedPfx); rootless, they may belong to the user namespace's
+			// users, which only the store's own RemoveAll can delete.
 			sn, err := e.snapshotter()
-			if err == nil {
+			if err == nil && (e.rootless || l.f == nil) {
 				err = sn.Remove(c.ID)
+			} else if err == nil {
+				_, err = sn.RemoveTo(c.ID, int(l.f.Fd()), removedSnapshot)
 			}
 			unmounted <- err
 			return
@@ -702,13 +707,17 @@ func (e *Engine) teardownRemoving(l *lockedDir, c *Container, st *State, rt ociR
 	return func() error { return nil }
 }
 
+// removedSnapshot is where an --rm container's snapshot files go in its directory.
+const removedSnapshot = "snapshot"
+
 // FinishRun does the monitor's exit helper's work in this process, for a client that was
 // offered it (monitor.FrameExited); the result goes back with Session.Cleaned.
 func (e *Engine) FinishRun(id string) (string, error) { return e.helperExited(id) }
 
 // helperExited handles the end of a run for the monitor: it records the exit, tears the
 // run down, and says whether the restart policy wants another one ("restart MS") or not
-// ("done"); an --rm container is removed.
+// ("done"); an --rm container is removed ("removed" when its files are left to the
+// monitor).
 func (e *Engine) helperExited(id string) (string, error) {
 	l, err := e.lockID(id, false)
 	if errors.Is(err, ErrNotFound) {
@@ -743,11 +752,16 @@ func (e *Engine) helperExited(id string) (string, error) {
 	if c.HostConfig.AutoRemove {
 		// No record of the exit first: until the directory is renamed away below, the
 		// monitor's exit file says it, and a teardown repeated after a crash is harmless.
-		err := e.removeLockedSnap(l, c, true, c.HostConfig.PidMode != "")
+		// The files are left for the monitor to delete (monitor.RemovedPfx): about 1 ms
+		// of unlinks that wait on the filesystem, off the path of `run --rm`.
+		left, err := e.removeLockedSnap(l, c, true, c.HostConfig.PidMode != "", !e.rootless)
 		if err = errors.Join(err, snapRemoved()); err != nil {
 			return "", err
 		}
 		trace("H2 removed")
+		if left {
+			return "removed", nil
+		}
 		return "done", nil
 	}
 	delay, restart := restartDecision(c.HostConfig.RestartPolicy, st, code, ranFor)

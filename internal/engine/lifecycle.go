@@ -545,24 +545,29 @@ func waitForFile(path string, limit time.Duration) {
 // .removing-<id>, so the container is gone at once for everyone and a removal that is
 // killed halfway is finished by the next listing.
 func (e *Engine) removeLocked(l *lockedDir, c *Container, volumes bool) error {
-	return e.removeLockedSnap(l, c, volumes, true)
+	_, err := e.removeLockedSnap(l, c, volumes, true, false)
+	return err
 }
 
 // removeLockedSnap is removeLocked; without snapshot, the caller has removed the snapshot.
-func (e *Engine) removeLockedSnap(l *lockedDir, c *Container, volumes, snapshot bool) error {
+// With leave, the directory's files are not deleted: the directory is renamed to
+// monitor.RemovedPfx+ID for the container's monitor to delete, and left says so.
+func (e *Engine) removeLockedSnap(l *lockedDir, c *Container, volumes, snapshot, leave bool) (left bool, err error) {
 	gone := filepath.Join(e.containersPath(), removingPfx+c.ID)
 	if err := os.Rename(l.dir, gone); err != nil {
-		return fmt.Errorf("remove container %s: %w", short(c.ID), err)
+		return false, fmt.Errorf("remove container %s: %w", short(c.ID), err)
 	}
 	l.dir = gone
 	e.releaseName(c.Name, c.ID)
 	trace("remove renamed")
-	return e.finishRemoval(gone, c, volumes, snapshot)
+	return e.finishRemoval(gone, c, volumes, snapshot, leave)
 }
 
 const removingPfx = ".removing-"
 
-func (e *Engine) finishRemoval(dir string, c *Container, volumes, snapshot bool) error {
+// finishRemoval removes what the container has outside its directory, then the directory
+// (see removeLockedSnap for leave).
+func (e *Engine) finishRemoval(dir string, c *Container, volumes, snapshot, leave bool) (left bool, err error) {
 	// The snapshot and the directory are removed side by side: each is a walk of
 	// unlinks that waits on the filesystem.
 	snapErr := make(chan error, 1)
@@ -598,14 +603,34 @@ func (e *Engine) finishRemoval(dir string, c *Container, volumes, snapshot bool)
 			rt.RemoveOrphanCgroup(c.ID)
 		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+	if leave {
+		left = os.Rename(dir, filepath.Join(filepath.Dir(dir), monitor.RemovedPfx+c.ID)) == nil
+	}
+	if !left {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+		}
 	}
 	if err := <-snapErr; err != nil {
 		errs = append(errs, err)
 	}
 	trace("remove snapshot removed")
-	return errors.Join(errs...)
+	return left, errors.Join(errs...)
+}
+
+// deleteRemoved deletes a removed container's directory that its monitor did not (see
+// monitor.RemovedPfx), unless a process holds it.
+func (e *Engine) deleteRemoved(name string) {
+	dir := filepath.Join(e.containersPath(), name)
+	f, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return
+	}
+	os.RemoveAll(dir)
 }
 
 // finishAbandonedRemoval completes a removal whose process was killed.
@@ -625,7 +650,7 @@ func (e *Engine) finishAbandonedRemoval(id string) {
 	if c.Name != "" {
 		e.releaseName(c.Name, id)
 	}
-	e.finishRemoval(dir, c, c.HostConfig.AutoRemove, true)
+	e.finishRemoval(dir, c, c.HostConfig.AutoRemove, true, false)
 }
 
 // Pause freezes every process of the container.

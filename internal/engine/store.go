@@ -6,13 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/berth-containers/berth/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-containers/berth/internal/atomicfile"
+	"github.com/berth-containers/berth/internal/engine/monitor"
 )
 
 // The container store, under <root>:
@@ -24,6 +26,10 @@ import (
 //	containers/<id>/<id>-json.log   the logs, written by the monitor
 //	containers/<id>/attach.sock     the monitor's socket while it runs
 //	containers/.creating-<id>/      a create in progress (locked by its process)
+//	containers/.removing-<id>/      a removal in progress (locked by its process)
+//	containers/.removed-<id>/       a removed container's files, deleted by its monitor
+//	                                (monitor.RemovedPfx); a listing finishes each of these
+//	                                three when no process holds it
 //	names/<name>                    a symlink to the id: the claim on the name
 //
 // Every change to a container takes an exclusive flock on its directory; a directory that
@@ -241,6 +247,8 @@ func (e *Engine) ids() ([]string, error) {
 			e.removeAbandoned(strings.TrimPrefix(n, creatingPfx))
 		case strings.HasPrefix(n, removingPfx):
 			e.finishAbandonedRemoval(strings.TrimPrefix(n, removingPfx))
+		case strings.HasPrefix(n, monitor.RemovedPfx):
+			e.deleteRemoved(n)
 		case isID(n):
 			ids = append(ids, n)
 		}

@@ -252,15 +252,24 @@ func TestRmLeavesNothing(t *testing.T) {
 	if r.code != 0 || r.stdout != "hi\n" {
 		t.Fatalf("run --rm: %s", r)
 	}
+	// The container's files, its snapshot's among them, are left to its monitor, which
+	// deletes them on its way out: no berth command runs until they are gone.
+	containers := filepath.Join(h.root, "containers")
+	ents, _ := os.ReadDir(containers)
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".removed-") {
+			t.Errorf("container directory left: %s", e.Name())
+		}
+	}
+	eventually(t, 5*time.Second, "the monitor to delete the container's files", func() bool {
+		ents, _ := os.ReadDir(containers)
+		return len(ents) == 0
+	})
 	if out := h.ok("ps", "-aq"); out != "" {
 		t.Errorf("ps -aq after --rm: %q", out)
 	}
 	if out := h.ok("volume", "ls", "-q"); out != "" {
 		t.Errorf("anonymous volume left: %q", out)
-	}
-	ents, _ := os.ReadDir(filepath.Join(h.root, "containers"))
-	if len(ents) != 0 {
-		t.Errorf("container directories left: %v", ents)
 	}
 	snaps, _ := os.ReadDir(filepath.Join(h.root, "snapshots"))
 	for _, s := range snaps {
@@ -278,6 +287,27 @@ func TestRmLeavesNothing(t *testing.T) {
 	if strings.Contains(string(b), `"containerID"`) {
 		t.Errorf("network attachment left: %s", b)
 	}
+	// Files whose monitor died before it deleted them go with the next listing, unless
+	// a process holds them.
+	orphan, held := filepath.Join(containers, ".removed-orphan"), filepath.Join(containers, ".removed-held")
+	for _, d := range []string{orphan, held} {
+		os.MkdirAll(filepath.Join(d, "snapshot", "upper"), 0o700)
+		os.WriteFile(filepath.Join(d, "container.json"), []byte("{}"), 0o600)
+	}
+	hf, err := os.Open(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Flock(int(hf.Fd()), syscall.LOCK_EX)
+	h.ok("ps", "-a")
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Errorf("a listing left a removed container's files: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(held, "container.json")); err != nil {
+		t.Errorf("a listing deleted files that a process holds: %v", err)
+	}
+	hf.Close()
+	os.RemoveAll(held)
 	// The name is free again.
 	h.ok("run", "--rm", "--name", "gone", "busybox", "true")
 	// An --rm container's overlay is volatile: nothing syncs its upper directory, which

@@ -69,13 +69,22 @@ func ParseFrame(b []byte) (typ byte, payload, rest []byte, ok, bad bool) {
 // its only argument, the status pipe as stdout and stderr, and (for start) the container's
 // stdin, stdout and stderr as descriptors 3, 4 and 5. A start helper prints "ok PID" or
 // "stopped" (a restart found the container stopped by the user), anything else being an
-// error ("CODE message"); an exited helper prints "restart MILLISECONDS" or "done".
+// error ("CODE message"); an exited helper prints "restart MILLISECONDS", "done" or
+// "removed" (done, and an --rm container removed: see RemovedPfx).
 const (
 	HelperEnv     = "_BERTH_HELPER"
 	HelperStart   = "start"
 	HelperRestart = "restart"
 	HelperExited  = "exited"
 )
+
+// RemovedPfx begins the name of a removed container's directory whose files remain to be
+// deleted. An --rm container's run ends with its record, snapshot, cgroups, mounts and
+// name gone, and its directory (with its snapshot's upper and work directories moved into
+// it) renamed to RemovedPfx+ID; the exited helper then says "removed" and the monitor,
+// whose working directory it is, deletes it on its way out, under the directory's lock.
+// A berth listing deletes one that no process holds (a monitor killed first).
+const RemovedPfx = ".removed-"
 
 // The spawn socket (berth-monitor's spawn-fd, SOCK_SEQPACKET): the berth command that
 // starts a container drives the runtime's create itself, and the monitor forks the init

@@ -305,12 +305,26 @@ func (sn *Snapshotter) List() ([]string, error) {
 // Remove unmounts the snapshot's rootfs if it is mounted, deletes its private directories
 // and lets go of its image's layers. Removing a snapshot that does not exist is not an error.
 func (sn *Snapshotter) Remove(key string) error {
+	_, err := sn.remove(key, -1, "")
+	return err
+}
+
+// RemoveTo is Remove, except that the snapshot's private directory is moved to name in the
+// directory dirfd rather than deleted, for the caller to delete when it suits it: the
+// deletion of upper and work directories is a walk of unlinks that waits on the
+// filesystem. Where it cannot move it (dirfd is on another filesystem) it deletes it, as
+// Remove does; moved says which.
+func (sn *Snapshotter) RemoveTo(key string, dirfd int, name string) (moved bool, err error) {
+	return sn.remove(key, dirfd, name)
+}
+
+func (sn *Snapshotter) remove(key string, dirfd int, name string) (bool, error) {
 	if !image.IsKey(key) {
-		return fmt.Errorf("invalid snapshot key %q", key)
+		return false, fmt.Errorf("invalid snapshot key %q", key)
 	}
 	dir := sn.path(key)
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
-		return sn.store.Release(key)
+		return false, sn.store.Release(key)
 	}
 	rootfs := filepath.Join(dir, "rootfs")
 	for {
@@ -319,15 +333,18 @@ func (sn *Snapshotter) Remove(key string) error {
 			// An unprivileged user may not unmount anything (EPERM), and never mounted
 			// one here: its snapshots are copies.
 			if err != unix.EINVAL && err != unix.ENOENT && !(err == unix.EPERM && os.Geteuid() != 0) {
-				return fmt.Errorf("snapshot %s: unmount %s: %w", key, rootfs, err)
+				return false, fmt.Errorf("snapshot %s: unmount %s: %w", key, rootfs, err)
 			}
 			break
 		}
 	}
-	if err := sn.store.RemoveAll(dir); err != nil {
-		return fmt.Errorf("snapshot %s: remove %s: %w", key, dir, err)
+	moved := dirfd >= 0 && unix.Renameat2(unix.AT_FDCWD, dir, dirfd, name, unix.RENAME_NOREPLACE) == nil
+	if !moved {
+		if err := sn.store.RemoveAll(dir); err != nil {
+			return false, fmt.Errorf("snapshot %s: remove %s: %w", key, dir, err)
+		}
 	}
-	return sn.store.Release(key)
+	return moved, sn.store.Release(key)
 }
 
 // MountOptions are the overlay options (lowerdir, upperdir, workdir) as mount(2) takes them

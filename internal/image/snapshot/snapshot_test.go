@@ -401,3 +401,64 @@ func TestReadFileMatchesMount(t *testing.T) {
 		t.Errorf("ReadFile through a symlink: %v; want ErrSymlinkInPath", err)
 	}
 }
+
+// TestRemoveTo: the snapshot is unmounted and released, and its private files are moved
+// where asked, or deleted when that is another filesystem.
+func TestRemoveTo(t *testing.T) {
+	s, img := loadTestImage(t)
+	sn, err := snapshot.New(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sn.Driver() != snapshot.Overlay {
+		t.Skipf("overlayfs is not usable under %s", s.Root())
+	}
+	trash := t.TempDir() // the store's filesystem
+	shm, err := os.MkdirTemp("/dev/shm", "berth-snapshot-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	for _, c := range []struct {
+		key, into string
+		moved     bool
+	}{{"mv", trash, true}, {"elsewhere", shm, false}} {
+		snap, err := sn.Prepare(c.key, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := snap.Mount(""); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(snap.Rootfs, "written"), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d, err := os.Open(c.into)
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved, err := sn.RemoveTo(c.key, int(d.Fd()), "snap")
+		d.Close()
+		if err != nil || moved != c.moved {
+			t.Fatalf("RemoveTo into %s: moved %v, %v; want moved %v", c.into, moved, err, c.moved)
+		}
+		if _, err := os.Stat(snap.Dir); !os.IsNotExist(err) {
+			t.Errorf("%s: the snapshot's directory is still there: %v", c.key, err)
+		}
+		mi, _ := os.ReadFile("/proc/self/mountinfo")
+		if strings.Contains(string(mi), snap.Dir) {
+			t.Errorf("%s: still mounted", c.key)
+		}
+		_, err = os.Stat(filepath.Join(c.into, "snap", "upper", "written"))
+		if c.moved && err != nil {
+			t.Errorf("%s: the upper directory was not moved: %v", c.key, err)
+		}
+		if !c.moved && !os.IsNotExist(err) {
+			t.Errorf("%s: not moved, yet something is at the target: %v", c.key, err)
+		}
+	}
+	// Released: the image is no longer in use.
+	if _, err := s.Remove([]string{"snap/test:1"}, false); err != nil {
+		t.Errorf("rmi after RemoveTo: %v", err)
+	}
+}

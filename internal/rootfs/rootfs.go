@@ -504,15 +504,11 @@ func (r *Root) mkTarget(path string, dir bool) (*os.File, error) {
 		return nil, fmt.Errorf("create mount point %s in rootfs: %w", filepath.Dir(path), err)
 	}
 	defer parent.Close()
-	fd, err := unix.Openat(int(parent.Fd()), filepath.Base(path),
-		unix.O_CREAT|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o644)
-	switch {
-	case err == nil:
-		unix.Close(fd)
-	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.EISDIR), errors.Is(err, unix.ENXIO),
-		errors.Is(err, unix.EEXIST), errors.Is(err, unix.ETXTBSY), errors.Is(err, unix.EROFS):
-		// Something is there already (a symlink is resolved in the rootfs below).
-	default:
+	// Made only where nothing is (mknodat): an open for writing would copy a file of the
+	// image's lower layers up into the container's upper directory. Something there
+	// already (a symlink is resolved in the rootfs below) is used as it is.
+	err = unix.Mknodat(int(parent.Fd()), filepath.Base(path), unix.S_IFREG|0o644, 0)
+	if err != nil && !errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.EROFS) {
 		return nil, fmt.Errorf("create mount point %s in rootfs: %w", path, err)
 	}
 	return r.open(path)

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -213,6 +214,19 @@ func TestSecurityFlags(t *testing.T) {
 		t.Errorf("--init: %s", r)
 	}
 	h.ok("run", "-d", "--init", "--name", "initd", "busybox", "sleep", "1000")
+	// As for any container, a TERM that comes before its program runs (here before
+	// berth-init, a Go program, has started and caught the signals) ends it otherwise.
+	eventually(t, 5*time.Second, "berth-init running sleep", func() bool {
+		ppid := fmt.Sprintf("PPid:\t%d\n", h.state("initd").Pid)
+		procs, _ := os.ReadDir("/proc")
+		for _, p := range procs {
+			st, _ := os.ReadFile("/proc/" + p.Name() + "/status")
+			if strings.HasPrefix(string(st), "Name:\tsleep\n") && strings.Contains(string(st), ppid) {
+				return true
+			}
+		}
+		return false
+	})
 	start := time.Now()
 	h.ok("stop", "initd")
 	if d := time.Since(start); d > 5*time.Second {

@@ -192,6 +192,70 @@ func probeOverlay(dir string) error {
 
 func (sn *Snapshotter) path(key string) string { return filepath.Join(sn.dir, key) }
 
+// An overlay snapshot's bottom layer holds the mount points a container's init needs and
+// an image may lack (images built FROM scratch have none of them): the directories proc,
+// dev, sys and etc, and the empty files etc/hostname, etc/hosts and etc/resolv.conf, the
+// targets of the engine's bind mounts. Without it the init makes them in the container's
+// upper directory: seven inodes made and freed per run, each allocation scanning past
+// the inodes freed in the last minute on an ext4 without a journal (as on the CI host).
+// Being the bottom layer, it hides nothing: the image's own entries (a symlink, a file
+// with content, a whiteout, an opaque directory) win over it, exactly as if the init had
+// found them. It is shared by every snapshot, never written, and made once per store, in
+// a directory of its own renamed into place, so concurrent makers agree. Docker does the
+// same per container (its "-init" layer).
+var mountpointDirs, mountpointFiles = []string{"proc", "dev", "sys", "etc"}, []string{"etc/hostname", "etc/hosts", "etc/resolv.conf"}
+
+func (sn *Snapshotter) mountpointsPath() string { return filepath.Join(sn.dir, ".mountpoints") }
+
+// addMountpoints gives a copy what the mount points layer would have: each mount point the
+// tree lacks, where its parent is a directory of the tree's own.
+func addMountpoints(root string) {
+	for _, d := range mountpointDirs {
+		os.Mkdir(filepath.Join(root, d), 0o755) // or there already, as whatever it is
+	}
+	for _, f := range mountpointFiles {
+		if fi, err := os.Lstat(filepath.Join(root, filepath.Dir(f))); err != nil || !fi.IsDir() {
+			continue
+		}
+		if fd, err := os.OpenFile(filepath.Join(root, f), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); err == nil {
+			fd.Close()
+		}
+	}
+}
+
+// mountpoints returns the mount points layer, made if it is missing; "" if it cannot be
+// made (the init then makes the mount points in the upper directory, as it can).
+func (sn *Snapshotter) mountpoints() string {
+	p := sn.mountpointsPath()
+	if _, err := os.Lstat(p); err == nil {
+		return p
+	}
+	tmp, err := os.MkdirTemp(sn.dir, ".mountpoints-")
+	if err != nil {
+		return ""
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return ""
+	}
+	for _, d := range mountpointDirs {
+		if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
+			return ""
+		}
+	}
+	for _, f := range mountpointFiles {
+		if err := os.WriteFile(filepath.Join(tmp, f), nil, 0o644); err != nil {
+			return ""
+		}
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		if _, err := os.Lstat(p); err != nil {
+			return "" // not another maker's either
+		}
+	}
+	return p
+}
+
 // Prepare creates the snapshot key for img. The key must be new; it becomes the name of the
 // snapshot's directory. The image's layers stay in the store (whatever rmi or prune do)
 // until Remove.
@@ -225,7 +289,8 @@ func (sn *Snapshotter) Prepare(key string, img *image.Image) (*Snapshot, error) 
 		return nil, fmt.Errorf("snapshot %s: %w", key, err)
 	}
 	if s.Driver == Overlay && sn.dataLimit {
-		n := len("lowerdir=,upperdir=,workdir=") + len(filepath.Join(dir, "upper")) + len(filepath.Join(dir, "work")) + sn.dataExtra
+		n := len("lowerdir=,upperdir=,workdir=") + len(filepath.Join(dir, "upper")) + len(filepath.Join(dir, "work")) + sn.dataExtra +
+			len(sn.mountpointsPath()) + 1
 		for _, l := range layers {
 			n += len(l) + 1
 		}
@@ -244,6 +309,9 @@ func (sn *Snapshotter) Prepare(key string, img *image.Image) (*Snapshot, error) 
 		for i := len(layers) - 1; i >= 0; i-- {
 			s.Lower = append(s.Lower, layers[i])
 		}
+		if base := sn.mountpoints(); base != "" {
+			s.Lower = append(s.Lower, base)
+		}
 		if len(s.Lower) == 0 {
 			// overlayfs needs a lower directory; an image without layers gets an empty one.
 			empty := filepath.Join(dir, "empty")
@@ -258,6 +326,7 @@ func (sn *Snapshotter) Prepare(key string, img *image.Image) (*Snapshot, error) 
 				return nil, fmt.Errorf("snapshot %s: copy layer %d (%s): %w", key, i, l, err)
 			}
 		}
+		addMountpoints(s.Rootfs)
 	}
 	b, err := json.Marshal(s)
 	if err != nil {

@@ -210,8 +210,10 @@ func TestOCIMountAndLeases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The image's layers, topmost first, then the mount points layer.
 	if m.Type != "overlay" || m.Source != "overlay" || m.Destination != "/" || len(m.Options) != 3 ||
-		!strings.HasPrefix(m.Options[0], "lowerdir=") || strings.Count(m.Options[0], ":") != len(img.Layers)-1 {
+		!strings.HasPrefix(m.Options[0], "lowerdir=") || strings.Count(m.Options[0], ":") != len(img.Layers) ||
+		!strings.HasSuffix(m.Options[0], ":"+filepath.Join(s.Root(), "snapshots", ".mountpoints")) {
 		t.Errorf("OCIMount = %+v", m)
 	}
 	// The options are what mount(2) takes as they are (as a runtime would use them).
@@ -460,5 +462,77 @@ func TestRemoveTo(t *testing.T) {
 	// Released: the image is no longer in use.
 	if _, err := s.Remove([]string{"snap/test:1"}, false); err != nil {
 		t.Errorf("rmi after RemoveTo: %v", err)
+	}
+}
+
+// TestMountpointsLayer: an image without the init's mount points gets them from the
+// snapshot's bottom layer, and what the image has of its own wins: a symlink, a file with
+// content, a whiteout.
+func TestMountpointsLayer(t *testing.T) {
+	layers := [][]byte{
+		imagetest.LayerTar([]imagetest.File{
+			{Name: "etc/", Type: tar.TypeDir, Mode: 0o700},
+			{Name: "etc/hostname", Body: []byte("image\n")},
+			{Name: "etc/hosts", Body: []byte("hosts\n")},
+			{Name: "etc/resolv.conf", Type: tar.TypeSymlink, Link: "../run/resolv.conf"},
+			{Name: "sys", Type: tar.TypeSymlink, Link: "proc"},
+		}),
+		imagetest.LayerTar([]imagetest.File{{Name: "etc/", Type: tar.TypeDir, Mode: 0o700}, {Name: "etc/.wh.hosts"}}),
+	}
+	img := imagetest.Image(t, layers, imagetest.HostPlatform())
+	tag, _ := name.NewTag("snap/mp:1")
+	var buf bytes.Buffer
+	if err := tarball.Write(tag, img, &buf); err != nil {
+		t.Fatal(err)
+	}
+	s, err := image.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(&buf); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get("snap/mp:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, err := snapshot.New(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sn.Driver() != snapshot.Overlay {
+		t.Skipf("overlayfs is not usable under %s", s.Root())
+	}
+	snap, err := sn.Prepare("mp", got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sn.Remove("mp") })
+	if err := snap.Mount(""); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"dev 40755 0:0",
+		"etc 40700 0:0",
+		"etc/hostname 100644 0:0 6",
+		"etc/resolv.conf 120777 0:0 -> ../run/resolv.conf",
+		"proc 40755 0:0",
+		"sys 120777 0:0 -> proc",
+	}
+	if got := tree(t, snap.Rootfs); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the snapshot's tree:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// A second snapshot shares the layer, and nothing wrote to it.
+	snap2, err := sn.Prepare("mp2", got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sn.Remove("mp2") })
+	base := snap2.Lower[len(snap2.Lower)-1]
+	if base != snap.Lower[len(snap.Lower)-1] {
+		t.Errorf("two snapshots, two mount points layers: %s, %s", base, snap.Lower[len(snap.Lower)-1])
+	}
+	if got := strings.Join(tree(t, base), "\n"); got != "dev 40755 0:0\netc 40755 0:0\netc/hostname 100644 0:0 0\netc/hosts 100644 0:0 0\netc/resolv.conf 100644 0:0 0\nproc 40755 0:0\nsys 40755 0:0" {
+		t.Errorf("the mount points layer:\n%s", got)
 	}
 }

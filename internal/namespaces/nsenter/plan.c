@@ -277,11 +277,11 @@ static int target_in_root(const char *path, int dir)
 		return dir_in_root(path);
 	split(path, parent, sizeof(parent), &base);
 	pfd = dir_in_root(parent);
-	fd = openat(pfd, base, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
-	if (fd >= 0)
-		close(fd);
-	else if (errno != ELOOP && errno != EISDIR && errno != ENXIO && errno != EEXIST &&
-		 errno != ETXTBSY && errno != EROFS)
+	/*
+	 * mknodat makes the file only where nothing is: an open for writing would copy a file
+	 * of the image's lower layers up into the container's upper directory.
+	 */
+	if (mknodat(pfd, base, S_IFREG | 0644, 0) < 0 && errno != EEXIST && errno != EROFS)
 		fail(errno, "create mount point %s in the rootfs", path);
 	close(pfd);
 	/* Something was there already: a symlink is resolved inside the rootfs. */

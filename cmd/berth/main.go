@@ -68,7 +68,7 @@ func main() {
 		registerStatsCommands, registerVolumeCommands, registerSystemCommands, registerExportCommands,
 		registerImageCommands, registerNetworkCommands, registerNSCommands, registerHealthCommands}
 	if len(os.Args) > 1 && os.Args[1] == "run" {
-		registers = registers[:1]
+		registers = []func(){registerRunOnly}
 	}
 	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
 		// Each container's monitor runs it at every interval.

@@ -259,7 +259,40 @@ func (c *creation) run() error {
 		return err
 	}
 	Trace("rt spawned")
+	// The state that the create ends with (config.json, the record as created) is written
+	// while the init sets itself up, not after: two file writes that wait on the
+	// filesystem, off the start's path. Nobody sees it early: the record stays locked until
+	// the create returns, and a create that fails removes the state directory.
+	stored := make(chan error, 1)
+	created := *c.rec
+	created.Creating = false
+	go func() {
+		err := c.storeSpec()
+		if err == nil {
+			err = c.h.write(&created)
+		}
+		stored <- err
+	}()
+	err = c.awaitReady()
+	if serr := <-stored; err == nil {
+		err = serr
+	}
+	if err != nil {
+		return err
+	}
+	c.rec.Creating = false
+	if c.opts.PidFile != "" {
+		if err := writeFileAtomic(c.opts.PidFile, []byte(strconv.Itoa(c.rec.Pid)), 0o644); err != nil {
+			return fmt.Errorf("--pid-file: %w", err)
+		}
+	}
+	return nil
+}
+
+// awaitReady waits for the init's word that it is ready to start, or why it is not.
+func (c *creation) awaitReady() error {
 	var reply initReply
+	var err error
 	if c.initPlan != nil {
 		if reply.Warnings, err = c.initPlan.awaitReady(c.sock); err != nil {
 			return err
@@ -285,18 +318,6 @@ func (c *creation) run() error {
 		return errors.New(reply.Error)
 	}
 	Trace("rt ready")
-	if err := c.storeSpec(); err != nil {
-		return err
-	}
-	c.rec.Creating = false
-	if err := c.h.write(c.rec); err != nil {
-		return err
-	}
-	if c.opts.PidFile != "" {
-		if err := writeFileAtomic(c.opts.PidFile, []byte(strconv.Itoa(c.rec.Pid)), 0o644); err != nil {
-			return fmt.Errorf("--pid-file: %w", err)
-		}
-	}
 	return nil
 }
 

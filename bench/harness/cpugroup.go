@@ -127,6 +127,47 @@ func (g *CPUGroup) Measure(c Cmd) (Sample, error) {
 	return s, err
 }
 
+// MeasureSettled is Measure, except that the group's usage is read once every process
+// the command left behind has exited too, at most limit after the command returned:
+// berth's monitor deletes an --rm container's files after the command, Podman's conmon
+// runs its cleanup, and that CPU is the run's. Processes that were in the group before
+// the command (the harness, daemons) are not waited for. Wall time is still the command's.
+func (g *CPUGroup) MeasureSettled(c Cmd, limit time.Duration) (Sample, error) {
+	before, err := g.Usage()
+	if err != nil {
+		return Sample{}, err
+	}
+	there := map[string]bool{}
+	for _, p := range g.procs() {
+		there[p] = true
+	}
+	s, err := Run(c)
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Microsecond) {
+		ReapOrphans()
+		left := false
+		for _, p := range g.procs() {
+			if !there[p] {
+				left = true
+				break
+			}
+		}
+		if !left {
+			break
+		}
+	}
+	after, uerr := g.Usage()
+	if uerr != nil && err == nil {
+		err = uerr
+	}
+	s.GroupCPU = after - before
+	return s, err
+}
+
+func (g *CPUGroup) procs() []string {
+	b, _ := os.ReadFile(filepath.Join(g.dir, "cgroup.procs"))
+	return strings.Fields(string(b))
+}
+
 // ProcMem is what one process keeps resident, from /proc/<pid>/smaps_rollup.
 type ProcMem struct {
 	RSS, PSS int64 // bytes

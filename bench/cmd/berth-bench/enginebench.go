@@ -219,7 +219,7 @@ func (b *engineBench) runRm(cfg *config, s *harness.Section) error {
 	for i := -cfg.warmup; i < cfg.engineN; i++ {
 		for k := range b.live {
 			e := b.live[(i+cfg.warmup+k)%len(b.live)]
-			smp, err := b.cpu.Measure(e.runRm(engineRef, "true"))
+			smp, err := b.cpu.MeasureSettled(e.runRm(engineRef, "true"), 2*time.Second)
 			harness.ReapOrphans()
 			if err != nil {
 				return fmt.Errorf("%s: %w", e.name(), err)
@@ -242,7 +242,8 @@ func (b *engineBench) runRm(cfg *config, s *harness.Section) error {
 		"dockerd started by the harness with its own `--data-root`/`--exec-root`, no bridge, no iptables). "+
 		"**wall** is fork to exit of the client command; **cpu, all engine processes** is the cpuacct usage of a cgroup "+
 		"holding the harness and everything it starts (client, berth-monitor and its helpers, conmon, podman's cleanup, "+
-		"dockerd, containerd and the shim) over the command: the container's own process is charged to the container's "+
+		"dockerd, containerd and the shim) over the command and until every process it left behind has exited (berth's monitor "+
+		"deletes an --rm container's files after the command returns; at most 2 s): the container's own process is charged to the container's "+
 		"cgroup and not counted; **peak rss** is the client's (and what it waited for).",
 		strings.Join(b.names(), " vs "), b.versions(), cfg.warmup)
 	s.Notes = append(s.Notes,

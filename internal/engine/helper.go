@@ -179,23 +179,34 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 	if err != nil {
 		return 0, err
 	}
-	if !isMounted(snap.Rootfs) && !e.runtimeMountsRoot(snap) {
-		if c.UserNSMap != nil && snap.Driver == "overlay" {
-			err = e.mountIDMapped(snap.Lower, snap.Upper, snap.Work, snap.Rootfs, c.UserNSMap)
-		} else {
-			// An --rm container's writes go with it: no sync of the upper filesystem.
-			err = snap.MountWith("", c.HostConfig.AutoRemove)
+	// The snapshot is mounted beside the record's write and the network's set-up (the
+	// mount is about 0.2 ms of the kernel's); the spec, which reads the image's users
+	// through it, waits for it. Every return waits for it too, so that a teardown after a
+	// failure finds it mounted or not, never being mounted.
+	var mounted chan error
+	waitMounted := func() error {
+		if mounted == nil {
+			return nil
 		}
-		if err != nil {
-			return 0, err
-		}
+		err := <-mounted
+		mounted = nil
+		return err
 	}
-	st.Mounted = true
-	if err := e.populateVolumesOf(c, snap); err != nil {
-		return 0, err
+	defer waitMounted()
+	if !isMounted(snap.Rootfs) && !e.runtimeMountsRoot(snap) {
+		mounted = make(chan error, 1)
+		go func() {
+			if c.UserNSMap != nil && snap.Driver == "overlay" {
+				mounted <- e.mountIDMapped(snap.Lower, snap.Upper, snap.Work, snap.Rootfs, c.UserNSMap)
+				return
+			}
+			// An --rm container's writes go with it: no sync of the upper filesystem.
+			mounted <- snap.MountWith("", c.HostConfig.AutoRemove)
+		}()
 	}
 	// Recorded before anything else is made, so that a helper killed from here on leaves
-	// a record that says what to undo.
+	// a record that says what to undo (a teardown unmounts only what is mounted).
+	st.Mounted = true
 	st.Runtime = rt.name()
 	if err := l.writeState(st); err != nil {
 		return 0, err
@@ -211,7 +222,6 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 			return 0, fmt.Errorf("--init: %w", err)
 		}
 	}
-	trace("H mounted")
 	if in.Modes, err = e.resolveNsModes(l, c); err != nil {
 		return 0, err
 	}
@@ -230,6 +240,13 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		return 0, err
 	}
 	st.Network = ns
+	if err := waitMounted(); err != nil {
+		return 0, err
+	}
+	trace("H mounted")
+	if err := e.populateVolumesOf(c, snap); err != nil {
+		return 0, err
+	}
 	if c.UserNSMap != nil {
 		paths := []string{snap.Rootfs}
 		for _, f := range in.Files {

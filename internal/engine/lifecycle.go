@@ -622,28 +622,37 @@ func (e *Engine) finishRemoval(dir string, c *Container, volumes, snapshot, leav
 // monitor.RemovedPfx), unless a process holds it.
 func (e *Engine) deleteRemoved(name string) {
 	dir := filepath.Join(e.containersPath(), name)
-	f, err := os.Open(dir)
-	if err != nil {
+	f := lockLeftover(dir)
+	if f == nil {
 		return
 	}
 	defer f.Close()
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-		return
-	}
 	os.RemoveAll(dir)
+}
+
+// lockLeftover opens a directory that a killed process may have left (.creating-,
+// .removing-, .removed-) and takes its lock without waiting: nil when it is gone, or when
+// a process holds it and is still at work on it.
+func lockLeftover(dir string) *os.File {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil
+	}
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		f.Close()
+		return nil
+	}
+	return f
 }
 
 // finishAbandonedRemoval completes a removal whose process was killed.
 func (e *Engine) finishAbandonedRemoval(id string) {
 	dir := filepath.Join(e.containersPath(), removingPfx+id)
-	f, err := os.Open(dir)
-	if err != nil {
+	f := lockLeftover(dir)
+	if f == nil {
 		return
 	}
 	defer f.Close()
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-		return
-	}
 	c := &Container{ID: id}
 	readJSON(filepath.Join(dir, recordFile), c)
 	c.ID = id

@@ -261,14 +261,11 @@ func (e *Engine) ids() ([]string, error) {
 // have prepared go with it.
 func (e *Engine) removeAbandoned(id string) {
 	dir := filepath.Join(e.containersPath(), creatingPfx+id)
-	f, err := os.Open(dir)
-	if err != nil {
+	f := lockLeftover(dir) // nil: gone, or still being created
+	if f == nil {
 		return
 	}
 	defer f.Close()
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-		return // still being created
-	}
 	if b, err := os.ReadFile(filepath.Join(dir, "name")); err == nil {
 		e.releaseName(string(b), id)
 	}

@@ -34,8 +34,14 @@ func loadTestImage(t *testing.T) (*image.Store, *image.Image) {
 		imagetest.LayerTar([]imagetest.File{{Name: "opq/", Type: tar.TypeDir}, {Name: "opq/a", Body: []byte("a")}, {Name: "opq/b", Body: []byte("b")}}),
 		layers[2],
 		imagetest.LayerTar([]imagetest.File{{Name: "opq/", Type: tar.TypeDir}, {Name: "opq/.wh..wh..opq"}, {Name: "opq/c", Body: []byte("c")}}))
+	return loadImage(t, "snap/test:1", layers)
+}
+
+// loadImage makes an image of layers, loads it into a fresh store as ref and returns both.
+func loadImage(t *testing.T, ref string, layers [][]byte) (*image.Store, *image.Image) {
+	t.Helper()
 	img := imagetest.Image(t, layers, imagetest.HostPlatform())
-	tag, _ := name.NewTag("snap/test:1")
+	tag, _ := name.NewTag(ref)
 	var buf bytes.Buffer
 	if err := tarball.Write(tag, img, &buf); err != nil {
 		t.Fatal(err)
@@ -47,7 +53,7 @@ func loadTestImage(t *testing.T) (*image.Store, *image.Image) {
 	if _, err := s.Load(&buf); err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	got, err := s.Get("snap/test:1")
+	got, err := s.Get(ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,13 +194,7 @@ func TestOverlayAndCopyAgree(t *testing.T) {
 
 func TestOCIMountAndLeases(t *testing.T) {
 	s, img := loadTestImage(t)
-	sn, err := snapshot.New(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sn.Driver() != snapshot.Overlay {
-		t.Skipf("overlayfs is not usable under %s", s.Root())
-	}
+	sn := overlaySnapshotter(t, s)
 	snap, err := sn.Prepare("c1", img)
 	if err != nil {
 		t.Fatal(err)
@@ -359,13 +359,7 @@ func BenchmarkPrepareRemove(b *testing.B) {
 // directory) on top; a symlink on the way is refused rather than resolved.
 func TestReadFileMatchesMount(t *testing.T) {
 	s, img := loadTestImage(t)
-	sn, err := snapshot.New(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sn.Driver() != snapshot.Overlay {
-		t.Skipf("overlayfs is not usable under %s", s.Root())
-	}
+	sn := overlaySnapshotter(t, s)
 	snap, err := sn.Prepare("rf", img)
 	if err != nil {
 		t.Fatal(err)
@@ -408,13 +402,7 @@ func TestReadFileMatchesMount(t *testing.T) {
 // where asked, or deleted when that is another filesystem.
 func TestRemoveTo(t *testing.T) {
 	s, img := loadTestImage(t)
-	sn, err := snapshot.New(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sn.Driver() != snapshot.Overlay {
-		t.Skipf("overlayfs is not usable under %s", s.Root())
-	}
+	sn := overlaySnapshotter(t, s)
 	trash := t.TempDir() // the store's filesystem
 	shm, err := os.MkdirTemp("/dev/shm", "berth-snapshot-test-")
 	if err != nil {
@@ -479,30 +467,8 @@ func TestMountpointsLayer(t *testing.T) {
 		}),
 		imagetest.LayerTar([]imagetest.File{{Name: "etc/", Type: tar.TypeDir, Mode: 0o700}, {Name: "etc/.wh.hosts"}}),
 	}
-	img := imagetest.Image(t, layers, imagetest.HostPlatform())
-	tag, _ := name.NewTag("snap/mp:1")
-	var buf bytes.Buffer
-	if err := tarball.Write(tag, img, &buf); err != nil {
-		t.Fatal(err)
-	}
-	s, err := image.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Load(&buf); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Get("snap/mp:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sn, err := snapshot.New(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sn.Driver() != snapshot.Overlay {
-		t.Skipf("overlayfs is not usable under %s", s.Root())
-	}
+	s, got := loadImage(t, "snap/mp:1", layers)
+	sn := overlaySnapshotter(t, s)
 	snap, err := sn.Prepare("mp", got)
 	if err != nil {
 		t.Fatal(err)
@@ -535,4 +501,18 @@ func TestMountpointsLayer(t *testing.T) {
 	if got := strings.Join(tree(t, base), "\n"); got != "dev 40755 0:0\netc 40755 0:0\netc/hostname 100644 0:0 0\netc/hosts 100644 0:0 0\netc/resolv.conf 100644 0:0 0\nproc 40755 0:0\nsys 40755 0:0" {
 		t.Errorf("the mount points layer:\n%s", got)
 	}
+}
+
+// overlaySnapshotter is the store's snapshotter, for a test that needs overlay snapshots:
+// it skips where overlayfs cannot be used.
+func overlaySnapshotter(t *testing.T, s *image.Store) *snapshot.Snapshotter {
+	t.Helper()
+	sn, err := snapshot.New(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sn.Driver() != snapshot.Overlay {
+		t.Skipf("overlayfs is not usable under %s", s.Root())
+	}
+	return sn
 }

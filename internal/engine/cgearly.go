@@ -81,16 +81,30 @@ type begunRun struct {
 // preMonitor is a container's berth-monitor started by BeginRun, waiting for the rest of
 // its arguments (monitor.LateArgs): its start (a fork and exec here, the Go runtime's start
 // there) overlaps the command's own instead of following the container's creation.
+//
+// It is started beside the create, which needs none of it: wait says when it runs. Its
+// working directory is the .creating- one, so the create renames that only after wait.
 type preMonitor struct {
+	ready  chan struct{} // closed once it started, or failed to (ok false)
+	ok     bool
 	link   *monitorLink
 	client net.Conn // our end of its client-fd (a session, if the run attaches)
 	pid    int
 	start  uint64
 }
 
+// wait waits for the monitor's start, and says whether it started.
+func (p *preMonitor) wait() bool {
+	if p == nil {
+		return false
+	}
+	<-p.ready
+	return p.ok
+}
+
 // close makes the monitor give up (it reads end of file where it waits for its arguments).
 func (p *preMonitor) close() {
-	if p != nil {
+	if p.wait() {
 		p.link.close()
 		p.client.Close()
 	}
@@ -154,29 +168,34 @@ func beginRun(root string) *begunRun {
 // preSpawnMonitor starts the container's monitor in its .creating- directory (its working
 // directory stays the container's once renamed), to be given its arguments at the start.
 func preSpawnMonitor(root, dir, id string) *preMonitor {
-	rroot, err := filepath.Abs(DefaultRuntimeRoot())
-	if err != nil {
-		return nil
-	}
-	e := &Engine{Root: root, RuntimeRoot: rroot}
-	link, linkTheirs, err := newMonitorLink()
-	if err != nil {
-		return nil
-	}
-	defer linkTheirs.Close()
-	conn, theirs, err := socketpair()
-	if err != nil {
-		link.close()
-		return nil
-	}
-	defer theirs.Close()
-	pid, start, err := e.startMonitor(dir, id, []string{monitor.LateArgs, "spawn-fd=3", "client-fd=4"}, []*os.File{linkTheirs, theirs})
-	if err != nil {
-		link.close()
-		conn.Close()
-		return nil
-	}
-	return &preMonitor{link: link, client: conn, pid: pid, start: start}
+	p := &preMonitor{ready: make(chan struct{})}
+	go func() {
+		defer close(p.ready)
+		rroot, err := filepath.Abs(DefaultRuntimeRoot())
+		if err != nil {
+			return
+		}
+		e := &Engine{Root: root, RuntimeRoot: rroot}
+		link, linkTheirs, err := newMonitorLink()
+		if err != nil {
+			return
+		}
+		defer linkTheirs.Close()
+		conn, theirs, err := socketpair()
+		if err != nil {
+			link.close()
+			return
+		}
+		defer theirs.Close()
+		pid, start, err := e.startMonitor(dir, id, []string{monitor.LateArgs, "spawn-fd=3", "client-fd=4"}, []*os.File{linkTheirs, theirs})
+		if err != nil {
+			link.close()
+			conn.Close()
+			return
+		}
+		p.link, p.client, p.pid, p.start, p.ok = link, conn, pid, start, true
+	}()
+	return p
 }
 
 // takeBegun returns what BeginRun made, if it was for this engine's root; it is then the

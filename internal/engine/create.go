@@ -253,6 +253,8 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 	if err := os.Remove(filepath.Join(tmp, "name")); err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
+	// A monitor BeginRun is still starting goes to the .creating- directory by name.
+	preMon.wait()
 	if err := os.Rename(tmp, e.dir(id)); err != nil {
 		return nil, fmt.Errorf("create container: rename %s: %w", tmp, err)
 	}

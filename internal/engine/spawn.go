@@ -31,7 +31,9 @@ func (e *Engine) startHere(l *lockedDir, c *Container, st *State, rt ociRuntime,
 	}
 	if pm := e.preMon; pm != nil {
 		e.preMon = nil
-		return e.startWithMonitor(l, c, st, rt, want, pm)
+		if pm.wait() {
+			return e.startWithMonitor(l, c, st, rt, want, pm)
+		}
 	}
 	var conn net.Conn
 	var theirs *os.File

@@ -209,9 +209,6 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 		if name == "" {
 			name = randomName(retry)
 		}
-		if err := os.WriteFile(filepath.Join(tmp, "name"), []byte(name), 0o600); err != nil {
-			return nil, fmt.Errorf("create container: %w", err)
-		}
 		err := e.claimName(name, id)
 		if err == nil {
 			c.Name, claimed = name, name
@@ -249,9 +246,6 @@ func (e *Engine) Create(o CreateOptions) (*Container, error) {
 	}
 	if err := writeJSON(filepath.Join(tmp, stateFile), &State{Status: StatusCreated}); err != nil {
 		return nil, err
-	}
-	if err := os.Remove(filepath.Join(tmp, "name")); err != nil {
-		return nil, fmt.Errorf("create container: %w", err)
 	}
 	// A monitor BeginRun is still starting goes to the .creating- directory by name.
 	preMon.wait()

@@ -11,6 +11,7 @@ import (
 	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/berth-containers/berth/internal/cgroups"
 	"github.com/berth-containers/berth/internal/engine/monitor"
+	"github.com/berth-containers/berth/internal/image"
+	"github.com/berth-containers/berth/internal/image/snapshot"
 	"github.com/berth-containers/berth/internal/network"
 	"github.com/berth-containers/berth/internal/runtime"
 )
@@ -179,22 +182,16 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 	if err != nil {
 		return 0, err
 	}
-	// The snapshot is mounted beside the record's write and the network's set-up (the
-	// mount is about 0.2 ms of the kernel's); the spec, which reads the image's users
-	// through it, waits for it. Every return waits for it too, so that a teardown after a
-	// failure finds it mounted or not, never being mounted.
-	var mounted chan error
-	waitMounted := func() error {
-		if mounted == nil {
-			return nil
-		}
-		err := <-mounted
-		mounted = nil
-		return err
-	}
-	defer waitMounted()
+	// The snapshot is mounted beside the rest of the start's preparation: the record's
+	// write, the network's set-up, the spec (which reads the image's users through the
+	// snapshot's layers) and the runtime's create up to the init's fork, which waits for
+	// it (the mount is about 0.2 ms of the kernel's). What needs the mounted tree waits
+	// sooner; every return waits too, so that a teardown after a failure finds it mounted
+	// or not, never being mounted.
+	waitMounted := func() error { return nil }
+	pending := false
 	if !isMounted(snap.Rootfs) && !e.runtimeMountsRoot(snap) {
-		mounted = make(chan error, 1)
+		mounted := make(chan error, 1)
 		go func() {
 			if c.UserNSMap != nil && snap.Driver == "overlay" {
 				mounted <- e.mountIDMapped(snap.Lower, snap.Upper, snap.Work, snap.Rootfs, c.UserNSMap)
@@ -203,7 +200,14 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 			// An --rm container's writes go with it: no sync of the upper filesystem.
 			mounted <- snap.MountWith("", c.HostConfig.AutoRemove)
 		}()
+		waitMounted = sync.OnceValue(func() error {
+			err := <-mounted
+			trace("H mounted")
+			return err
+		})
+		pending = true
 	}
+	defer waitMounted()
 	// Recorded before anything else is made, so that a helper killed from here on leaves
 	// a record that says what to undo (a teardown unmounts only what is mounted).
 	st.Mounted = true
@@ -240,12 +244,28 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		return 0, err
 	}
 	st.Network = ns
-	if err := waitMounted(); err != nil {
-		return 0, err
+	if c.UserNSMap != nil || hasVolumeMounts(c) {
+		// Permissions for the user namespace's root, an empty volume's copy of the
+		// image's files: both on the mounted tree.
+		if err := waitMounted(); err != nil {
+			return 0, err
+		}
 	}
-	trace("H mounted")
 	if err := e.populateVolumesOf(c, snap); err != nil {
 		return 0, err
+	}
+	if pending {
+		in.ReadFile = func(p string) ([]byte, error) {
+			b, err := snap.ReadFile(p)
+			if errors.Is(err, snapshot.ErrSymlinkInPath) {
+				// Resolved as the mounted tree resolves it.
+				if err := waitMounted(); err != nil {
+					return nil, err
+				}
+				return image.ReadInRoot(snap.Rootfs, p)
+			}
+			return b, err
+		}
 	}
 	if c.UserNSMap != nil {
 		paths := []string{snap.Rootfs}
@@ -311,6 +331,22 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 			}
 		}
 		spawn = link.spawn
+	}
+	if pending {
+		// The init mounts and pivots into the tree: forked only once it is mounted.
+		if spawn == nil {
+			if err := waitMounted(); err != nil {
+				return 0, err
+			}
+		} else {
+			fork := spawn
+			spawn = func(exe *os.File, argv, env []string, files []*os.File, cgroupFD int) (*os.Process, error) {
+				if err := waitMounted(); err != nil {
+					return nil, err
+				}
+				return fork(exe, argv, env, files, cgroupFD)
+			}
+		}
 	}
 	trace("H spec")
 	pid, err := rt.create(c.ID, l.dir, stdio, console, spawn, spec)

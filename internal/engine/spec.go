@@ -29,6 +29,9 @@ type specInputs struct {
 	// UserDB, when set, is a directory whose etc/passwd and etc/group are the container's
 	// (a rootless overlay is not mounted on the host: see userDBView).
 	UserDB string
+	// ReadFile, when set, reads a file of the container's (its users): the spec is then
+	// built without the rootfs mounted yet.
+	ReadFile func(path string) ([]byte, error)
 	// NetnsPath is a network namespace to join (--network container:NAME); HostNet shares
 	// the host's.
 	NetnsPath string
@@ -247,7 +250,12 @@ func (e *Engine) buildSpec(c *Container, in specInputs) (*specs.Spec, error) {
 	if in.UserDB != "" {
 		userDB = in.UserDB
 	}
-	user, err := image.ResolveUser(userDB, c.Config.User)
+	var user specs.User
+	if in.ReadFile != nil {
+		user, err = image.ResolveUserFrom(in.ReadFile, c.Config.User)
+	} else {
+		user, err = image.ResolveUser(userDB, c.Config.User)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -266,9 +266,7 @@ func (e *Engine) removeAbandoned(id string) {
 		return
 	}
 	defer f.Close()
-	if b, err := os.ReadFile(filepath.Join(dir, "name")); err == nil {
-		e.releaseName(string(b), id)
-	}
+	e.releaseNamesOf(id)
 	if sn, err := e.snapshotter(); err == nil {
 		if err := sn.Remove(id); err != nil {
 			e.warn("remove the snapshot of abandoned container %s: %v", short(id), err)
@@ -330,6 +328,19 @@ func (e *Engine) releaseName(name, id string) {
 	p := e.namePath(name)
 	if cur, err := os.Readlink(p); err == nil && cur == id {
 		os.Remove(p)
+	}
+}
+
+// releaseNamesOf releases whatever name id claimed, by a look through every claim: only
+// for a create that died (a claim's container is known to it otherwise), so that a
+// create need not record the name it is claiming in a file of its own.
+func (e *Engine) releaseNamesOf(id string) {
+	ents, err := os.ReadDir(filepath.Join(e.Root, namesDir))
+	if err != nil {
+		return
+	}
+	for _, n := range ents {
+		e.releaseName(n.Name(), id)
 	}
 }
 

@@ -265,6 +265,17 @@ func dirSize(dir string) int64 {
 // populateVolumes copies what the image has at a volume's mount point into the volume when
 // the volume is empty, as Docker does, so that an image's VOLUME starts with the image's
 // files. The path is resolved inside the rootfs, whatever symlinks the image has.
+// hasVolumeMounts tells whether c mounts a volume (which a start may fill with the image's
+// files: populateVolumes).
+func hasVolumeMounts(c *Container) bool {
+	for _, m := range c.Mounts {
+		if m.Type == "volume" {
+			return true
+		}
+	}
+	return false
+}
+
 func populateVolumes(c *Container, rootfs string) error {
 	for _, m := range c.Mounts {
 		if m.Type != "volume" || strings.Contains(m.Mode, "nocopy") {

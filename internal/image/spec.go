@@ -1,8 +1,8 @@
 package image
 
 import (
-	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -136,13 +136,25 @@ func joinKeys(m map[string]struct{}) string {
 // any symlink out of it. Supplementary groups are those listing the user in /etc/group. An
 // empty user is root. Numeric ids need no entry in the files.
 func ResolveUser(rootfs, user string) (specs.User, error) {
+	return ResolveUserFrom(func(p string) ([]byte, error) { return ReadInRoot(rootfs, p) }, user)
+}
+
+// ResolveUserFrom is ResolveUser with the container's /etc/passwd and /etc/group given by
+// read (a file it cannot read counts as empty).
+func ResolveUserFrom(read func(path string) ([]byte, error), user string) (specs.User, error) {
 	u := specs.User{}
 	if user == "" {
 		user = "0"
 	}
 	name, group, hasGroup := strings.Cut(user, ":")
-	passwd, _ := readRootFile(rootfs, "/etc/passwd")
-	groups, _ := readRootFile(rootfs, "/etc/group")
+	db := func(p string) [][]string {
+		b, err := read(p)
+		if err != nil {
+			return nil
+		}
+		return parseDB(b)
+	}
+	passwd, groups := db("/etc/passwd"), db("/etc/group")
 
 	userName := ""
 	if id, err := strconv.ParseUint(name, 10, 32); err == nil {
@@ -210,9 +222,8 @@ func ResolveUser(rootfs, user string) (specs.User, error) {
 	return u, nil
 }
 
-// readRootFile reads a colon-separated database file inside rootfs, resolving the path as
-// if rootfs were "/".
-func readRootFile(rootfs, p string) ([][]string, error) {
+// ReadInRoot reads the file p inside rootfs, resolving the path as if rootfs were "/".
+func ReadInRoot(rootfs, p string) ([]byte, error) {
 	dfd, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -224,14 +235,19 @@ func readRootFile(rootfs, p string) ([][]string, error) {
 	}
 	f := os.NewFile(uintptr(fd), p)
 	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// parseDB splits a colon-separated database file (passwd, group) into its fields, line by
+// line, without blank lines and comments.
+func parseDB(b []byte) [][]string {
 	var out [][]string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
 		out = append(out, strings.Split(line, ":"))
 	}
-	return out, sc.Err()
+	return out
 }

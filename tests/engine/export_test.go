@@ -88,3 +88,27 @@ func TestNamespaceViewNamesEngineContainers(t *testing.T) {
 		}
 	}
 }
+
+// The container's user is found in the image's /etc/passwd without the rootfs mounted
+// (through the snapshot's layers), and through the mounted tree when /etc/passwd is a
+// symlink, which the layers are not read through.
+func TestUserFromImagePasswd(t *testing.T) {
+	h := newHarness(t)
+	h.ok("run", "--name", "mk", "--network", "none", "busybox", "sh", "-c",
+		"mkdir -p /usr/lib && cp /etc/passwd /usr/lib/passwd && echo linked:x:1234:1235::/:/bin/sh >> /usr/lib/passwd && "+
+			"rm /etc/passwd && ln -s ../usr/lib/passwd /etc/passwd")
+	out := filepath.Join(t.TempDir(), "mk.tar")
+	h.ok("export", "-o", out, "mk")
+	h.ok("import", out, "linkedpw")
+	if got := strings.TrimSpace(h.ok("run", "--rm", "--network", "none", "-u", "linked", "linkedpw", "sh", "-c", "echo $(id -u):$(id -g)")); got != "1234:1235" {
+		t.Errorf("-u linked with /etc/passwd a symlink: %q, want 1234:1235", got)
+	}
+	// The user a container of busybox adds to its own /etc/passwd is not the image's.
+	if r := h.run("run", "--rm", "--network", "none", "-u", "linked", "busybox", "true"); r.code == 0 || !strings.Contains(r.stderr, "unable to find user linked") {
+		t.Errorf("-u linked in an image without it: %s", r)
+	}
+	if got := strings.TrimSpace(h.ok("run", "--rm", "--network", "none", "-u", "svc", "busybox", "sh", "-c", "echo $(id -u):$(id -g)")); got != "1000:1000" {
+		t.Errorf("-u svc: %q, want 1000:1000", got)
+	}
+	h.ok("rm", "mk")
+}

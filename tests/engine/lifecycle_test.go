@@ -459,6 +459,37 @@ func TestCLIKilledMidRun(t *testing.T) {
 	}
 }
 
+// A create killed after it claimed its name leaves a .creating- directory and the claim:
+// the next listing removes both, and the name can be used again.
+func TestAbandonedCreateFreesItsName(t *testing.T) {
+	h := newHarness(t)
+	id := strings.Repeat("ab", 32)
+	os.MkdirAll(filepath.Join(h.root, "names"), 0o700)
+	if err := os.MkdirAll(filepath.Join(h.root, "containers", ".creating-"+id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	claim := filepath.Join(h.root, "names", "claimed")
+	if err := os.Symlink(id, claim); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(h.root, "names", "someone-else")
+	if err := os.Symlink(strings.Repeat("cd", 32), other); err != nil {
+		t.Fatal(err)
+	}
+	h.ok("ps", "-a")
+	if _, err := os.Lstat(filepath.Join(h.root, "containers", ".creating-"+id)); !os.IsNotExist(err) {
+		t.Errorf("the abandoned create's directory is still there: %v", err)
+	}
+	if _, err := os.Lstat(claim); !os.IsNotExist(err) {
+		t.Errorf("the abandoned create's name is still claimed: %v", err)
+	}
+	if _, err := os.Lstat(other); err != nil {
+		t.Errorf("another container's claim went too: %v", err)
+	}
+	os.Remove(other)
+	h.ok("run", "--rm", "--name", "claimed", "busybox", "true")
+}
+
 // berthCgroups lists the containers' cgroups under /berth in the pids hierarchy (or the
 // unified one).
 func berthCgroups() map[string]bool {

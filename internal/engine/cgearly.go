@@ -122,11 +122,20 @@ func BeginRun(root string) {
 	begun.once.Do(func() {
 		begun.done = make(chan struct{})
 		go func() {
-			defer close(begun.done)
 			trace("begin run")
-			begun.run = beginRun(root)
+			b := beginRun(root)
+			begun.run = b
 			trace("begun")
-			go warmJSON()
+			// The create goes on with the directory and the cgroup; this goroutine, already
+			// running, forks and execs the monitor meanwhile (a goroutine of its own waited
+			// behind the cgroup's mkdirs, 0.5 ms).
+			close(begun.done)
+			if b != nil {
+				b.mon.spawn(b.root, b.tmp, b.id)
+			}
+			// Not beside the monitor's fork and exec: that would take the CPU from them,
+			// and the create waits for the monitor before it is done.
+			warmJSON()
 		}()
 	})
 }
@@ -160,42 +169,39 @@ func beginRun(root string) *begunRun {
 		os.Remove(tmp)
 		return nil
 	}
-	b := &begunRun{root: abs, id: id, tmp: tmp, dir: df, cg: runtime.StartEarlyCgroup(id)}
-	b.mon = preSpawnMonitor(abs, tmp, id)
-	return b
+	return &begunRun{root: abs, id: id, tmp: tmp, dir: df, cg: runtime.StartEarlyCgroup(id),
+		mon: &preMonitor{ready: make(chan struct{})}}
 }
 
-// preSpawnMonitor starts the container's monitor in its .creating- directory (its working
-// directory stays the container's once renamed), to be given its arguments at the start.
-func preSpawnMonitor(root, dir, id string) *preMonitor {
-	p := &preMonitor{ready: make(chan struct{})}
-	go func() {
-		defer close(p.ready)
-		rroot, err := filepath.Abs(DefaultRuntimeRoot())
-		if err != nil {
-			return
-		}
-		e := &Engine{Root: root, RuntimeRoot: rroot}
-		link, linkTheirs, err := newMonitorLink()
-		if err != nil {
-			return
-		}
-		defer linkTheirs.Close()
-		conn, theirs, err := socketpair()
-		if err != nil {
-			link.close()
-			return
-		}
-		defer theirs.Close()
-		pid, start, err := e.startMonitor(dir, id, []string{monitor.LateArgs, "spawn-fd=3", "client-fd=4"}, []*os.File{linkTheirs, theirs})
-		if err != nil {
-			link.close()
-			conn.Close()
-			return
-		}
-		p.link, p.client, p.pid, p.start, p.ok = link, conn, pid, start, true
-	}()
-	return p
+// spawn starts the container's monitor in its .creating- directory (its working directory
+// stays the container's once renamed), to be given its arguments at the start.
+func (p *preMonitor) spawn(root, dir, id string) {
+	defer close(p.ready)
+	rroot, err := filepath.Abs(DefaultRuntimeRoot())
+	if err != nil {
+		return
+	}
+	e := &Engine{Root: root, RuntimeRoot: rroot}
+	link, linkTheirs, err := newMonitorLink()
+	if err != nil {
+		return
+	}
+	defer linkTheirs.Close()
+	conn, theirs, err := socketpair()
+	if err != nil {
+		link.close()
+		return
+	}
+	defer theirs.Close()
+	trace("monitor fork")
+	pid, start, err := e.startMonitor(dir, id, []string{monitor.LateArgs, "spawn-fd=3", "client-fd=4"}, []*os.File{linkTheirs, theirs})
+	trace("monitor started")
+	if err != nil {
+		link.close()
+		conn.Close()
+		return
+	}
+	p.link, p.client, p.pid, p.start, p.ok = link, conn, pid, start, true
 }
 
 // takeBegun returns what BeginRun made, if it was for this engine's root; it is then the

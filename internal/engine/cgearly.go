@@ -114,10 +114,10 @@ func (p *preMonitor) close() {
 // the kernel rather than for the CPU, while the command line is parsed and the image found
 // (the cgroup attach's wait, where there is one, began in package gostart's C
 // constructor): it picks the container's id, makes its (locked) .creating- directory and
-// its cgroup. Create takes them over (CreateOptions.
+// its cgroup, then starts its monitor (preMonitor). Create takes them over (CreateOptions.
 // StartAfter); a process killed meanwhile leaves a .creating- directory, which the next
-// listing removes with the cgroup. Only as root with the built-in runtime; root is the
-// engine root (DefaultRoot when empty).
+// listing removes with the cgroup, and a monitor that exits when its socket closes. Only
+// as root with the built-in runtime; root is the engine root (DefaultRoot when empty).
 func BeginRun(root string) {
 	begun.once.Do(func() {
 		begun.done = make(chan struct{})

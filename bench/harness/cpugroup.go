@@ -113,12 +113,17 @@ func (g *CPUGroup) Close() error {
 
 // Measure runs c like Run and sets the sample's GroupCPU to what the whole group used
 // meanwhile.
-func (g *CPUGroup) Measure(c Cmd) (Sample, error) {
+func (g *CPUGroup) Measure(c Cmd) (Sample, error) { return g.measure(c, func() {}) }
+
+// measure runs c and sets GroupCPU to what the group used from before it until settled
+// returns (called once c has exited).
+func (g *CPUGroup) measure(c Cmd, settled func()) (Sample, error) {
 	before, err := g.Usage()
 	if err != nil {
 		return Sample{}, err
 	}
 	s, err := Run(c)
+	settled()
 	after, uerr := g.Usage()
 	if uerr != nil && err == nil {
 		err = uerr
@@ -133,34 +138,25 @@ func (g *CPUGroup) Measure(c Cmd) (Sample, error) {
 // runs its cleanup, and that CPU is the run's. Processes that were in the group before
 // the command (the harness, daemons) are not waited for. Wall time is still the command's.
 func (g *CPUGroup) MeasureSettled(c Cmd, limit time.Duration) (Sample, error) {
-	before, err := g.Usage()
-	if err != nil {
-		return Sample{}, err
-	}
 	there := map[string]bool{}
 	for _, p := range g.procs() {
 		there[p] = true
 	}
-	s, err := Run(c)
-	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Microsecond) {
-		ReapOrphans()
-		left := false
-		for _, p := range g.procs() {
-			if !there[p] {
-				left = true
-				break
+	return g.measure(c, func() {
+		for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Microsecond) {
+			ReapOrphans()
+			left := false
+			for _, p := range g.procs() {
+				if !there[p] {
+					left = true
+					break
+				}
+			}
+			if !left {
+				return
 			}
 		}
-		if !left {
-			break
-		}
-	}
-	after, uerr := g.Usage()
-	if uerr != nil && err == nil {
-		err = uerr
-	}
-	s.GroupCPU = after - before
-	return s, err
+	})
 }
 
 func (g *CPUGroup) procs() []string {

@@ -336,7 +336,7 @@ func (e *Engine) startRun(l *lockedDir, c *Container, st *State, rt ociRuntime, 
 		// The init mounts and pivots into the tree: forked only once it is mounted. The
 		// built-in runtime forks it through spawn; another runtime's create (runc's, say)
 		// forks its own, so it waits before it.
-		if _, builtin := rt.(*builtinRuntime); !builtin || spawn == nil {
+		if rt.name() != "berth" || spawn == nil {
 			if err := waitMounted(); err != nil {
 				return 0, err
 			}

@@ -262,9 +262,6 @@ func dirSize(dir string) int64 {
 	return total
 }
 
-// populateVolumes copies what the image has at a volume's mount point into the volume when
-// the volume is empty, as Docker does, so that an image's VOLUME starts with the image's
-// files. The path is resolved inside the rootfs, whatever symlinks the image has.
 // hasVolumeMounts tells whether c mounts a volume (which a start may fill with the image's
 // files: populateVolumes).
 func hasVolumeMounts(c *Container) bool {
@@ -276,6 +273,9 @@ func hasVolumeMounts(c *Container) bool {
 	return false
 }
 
+// populateVolumes copies what the image has at a volume's mount point into the volume when
+// the volume is empty, as Docker does, so that an image's VOLUME starts with the image's
+// files. The path is resolved inside the rootfs, whatever symlinks the image has.
 func populateVolumes(c *Container, rootfs string) error {
 	for _, m := range c.Mounts {
 		if m.Type != "volume" || strings.Contains(m.Mode, "nocopy") {
